@@ -1,0 +1,133 @@
+"""Every table of the shared schema. Each table has exactly one writing service (named per class)."""
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Identity,
+    Index,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import INET
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kepler_db.base import Base, Timestamped
+
+
+def _enum(kind: type[enum.Enum], name: str) -> Enum:
+    return Enum(kind, name=name, values_callable=lambda members: [m.value for m in members])
+
+
+class Role(enum.StrEnum):
+    owner = "owner"
+    maintainer = "maintainer"
+    developer = "developer"
+    viewer = "viewer"
+
+
+class NamespaceStatus(enum.StrEnum):
+    provisioning = "provisioning"
+    active = "active"
+    failed = "failed"
+
+
+class AuditOutcome(enum.StrEnum):
+    success = "success"
+    denied = "denied"
+    failed = "failed"
+
+
+class User(Timestamped, Base):
+    """Written by the api-gateway (identity)."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("uq_users_email_lower", text("lower(email)"), unique=True),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(254))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    disabled_at: Mapped[datetime | None]
+
+
+class Namespace(Timestamped, Base):
+    """Written by app-service. Maps 1:1 to a Kubernetes namespace."""
+
+    __tablename__ = "namespaces"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    status: Mapped[NamespaceStatus] = mapped_column(
+        _enum(NamespaceStatus, "namespace_status"), default=NamespaceStatus.provisioning
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Membership(Timestamped, Base):
+    """Written by the api-gateway (access control)."""
+
+    __tablename__ = "memberships"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    namespace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("namespaces.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[Role] = mapped_column(_enum(Role, "membership_role"))
+
+
+class App(Timestamped, Base):
+    """Written by app-service."""
+
+    __tablename__ = "apps"
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "name"),
+        CheckConstraint("jsonb_typeof(ports) = 'array'", name="ports_is_array"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    namespace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("namespaces.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(53))
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    git_url: Mapped[str] = mapped_column(String(2048))
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    dockerfile_path: Mapped[str] = mapped_column(String(1024), default="Dockerfile")
+    language: Mapped[str | None] = mapped_column(String(64))
+    ports: Mapped[list[Any]] = mapped_column(default=list)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class AuditEvent(Base):
+    """Appended by every service, in the same transaction as the change it records."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_namespace_time", "namespace", "occurred_at"),
+        Index("ix_audit_events_actor_time", "actor_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    service: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[uuid.UUID | None]
+    actor: Mapped[str] = mapped_column(String(254))
+    token_id: Mapped[uuid.UUID | None]
+    action: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(300))
+    namespace: Mapped[str | None] = mapped_column(String(63))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[AuditOutcome] = mapped_column(_enum(AuditOutcome, "audit_outcome"))
+    client_ip: Mapped[str | None] = mapped_column(INET)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

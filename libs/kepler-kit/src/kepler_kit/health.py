@@ -1,0 +1,94 @@
+"""Liveness, readiness (database, Redis, each integration's configuration) and metrics routes."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from kepler_kit.metrics import metrics_endpoint
+
+
+class Check(BaseModel):
+    name: str
+    ok: bool
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    service: str
+    ready: bool
+    checks: list[Check]
+
+
+ReadinessCheck = Callable[[dict[str, Any]], Awaitable[Check]]
+
+
+async def database_check(state: dict[str, Any]) -> Check:
+    try:
+        async with state["engine"].connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return Check(name="database", ok=True)
+    except Exception as exc:  # any failure means not ready; the reason is shown, never raised
+        return Check(name="database", ok=False, detail=type(exc).__name__)
+
+
+async def redis_check(state: dict[str, Any]) -> Check:
+    try:
+        await state["arq"].ping()
+        return Check(name="redis", ok=True)
+    except Exception as exc:
+        return Check(name="redis", ok=False, detail=type(exc).__name__)
+
+
+async def _bounded(check: ReadinessCheck, state: dict[str, Any]) -> Check:
+    """A hung dependency makes readiness fail fast instead of hanging the probe."""
+    try:
+        return await asyncio.wait_for(check(state), 2.0)
+    except TimeoutError:
+        return Check(
+            name=getattr(check, "__name__", "check").removesuffix("_check"), ok=False, detail="timeout"
+        )
+
+
+async def readiness(state: dict[str, Any], service: str) -> Readiness:
+    checks: list[ReadinessCheck] = state["readiness_checks"]
+    results = await asyncio.gather(*(_bounded(check, state) for check in checks))
+    return Readiness(service=service, ready=all(c.ok for c in results), checks=list(results))
+
+
+def health_router(service: str) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        result = await readiness(dict(request.state._state), service)
+        return JSONResponse(result.model_dump(), status_code=200 if result.ready else 503)
+
+    router.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    return router
+
+
+def status_router(service: str) -> APIRouter:
+    """`GET /api/v1/status/<service>`: readiness as a typed, documented API (the SPA's status page)."""
+    router = APIRouter(tags=["system"])
+
+    async def service_status(request: Request) -> Readiness:
+        return await readiness(dict(request.state._state), service)
+
+    router.add_api_route(
+        f"/api/v1/status/{service}",
+        service_status,
+        methods=["GET"],
+        name=f"get_{service.replace('-', '_')}_status",
+        summary=f"Readiness of {service} and its dependencies",
+        response_model=Readiness,
+    )
+    return router

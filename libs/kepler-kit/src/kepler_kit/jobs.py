@@ -1,0 +1,150 @@
+"""arq jobs the Kepler way: rows in Postgres are the truth, Redis only carries ids.
+
+Jobs are buffered on the session and enqueued after commit; a sweeper re-enqueues rows that stayed
+pending (for example after Redis lost its data), and deterministic job ids make the re-enqueue a no-op
+while the original job still exists.
+"""
+
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
+
+import structlog
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kepler_kit.context import current_request_id, request_id_var
+from kepler_kit.logging import get_logger
+from kepler_kit.metrics import JOB_DURATION, JOBS, JOBS_RESCUED
+
+log = get_logger(__name__)
+_PENDING = "kepler_pending_jobs"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    function: str
+    args: tuple[str, ...]
+    queue_name: str | None
+    request_id: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        return job_id(self.function, *self.args)
+
+
+def job_id(function: str, *args: str) -> str:
+    """One id per unit of work, so arq refuses a duplicate while the first is queued or running."""
+    return ":".join((function, *args))
+
+
+def enqueue_after_commit(
+    session: AsyncSession, function: str, *args: str, queue_name: str | None = None
+) -> None:
+    request = JobRequest(function, tuple(args), queue_name, current_request_id())
+    session.info.setdefault(_PENDING, []).append(request)
+
+
+def drop_pending_jobs(session: AsyncSession) -> None:
+    session.info.pop(_PENDING, None)
+
+
+async def flush_pending_jobs(session: AsyncSession, arq: ArqRedis, default_queue: str | None) -> None:
+    for request in session.info.pop(_PENDING, []):
+        await enqueue(arq, request, default_queue)
+
+
+async def enqueue(arq: ArqRedis, request: JobRequest, default_queue: str | None) -> bool:
+    """False when a job with the same id is already queued, running, or kept as a result."""
+    queue = request.queue_name or default_queue or arq.default_queue_name
+    kwargs: dict[str, Any] = {"request_id": request.request_id} if request.request_id else {}
+    job = await arq.enqueue_job(
+        request.function, *request.args, _job_id=request.job_id, _queue_name=queue, **kwargs
+    )
+    return job is not None
+
+
+def redis_settings(url: str) -> RedisSettings:
+    return RedisSettings.from_dsn(url)
+
+
+async def create_arq_pool(url: str, queue_name: str) -> ArqRedis:
+    return await create_pool(redis_settings(url), default_queue_name=queue_name)
+
+
+class WorkerContext(TypedDict, total=False):
+    """What arq gives a job (redis, job_id, job_try) plus what our worker start-up adds."""
+
+    redis: ArqRedis
+    job_id: str
+    job_try: int
+    service: str
+    queue_name: str
+    sessionmaker: async_sessionmaker[AsyncSession]
+    sweeps: Sequence["Sweep"]
+
+
+@asynccontextmanager
+async def session_scope(ctx: WorkerContext) -> AsyncIterator[AsyncSession]:
+    """The job's transaction: same rules as a request's (commit on success, jobs after commit)."""
+    from kepler_kit.db import transaction
+
+    async with transaction(ctx["sessionmaker"], ctx["redis"], ctx.get("queue_name")) as session:
+        yield session
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+JobFunc = Callable[Concatenate[WorkerContext, P], Awaitable[R]]
+
+
+def job(func: JobFunc[P, R]) -> Callable[..., Awaitable[R]]:
+    """Binds the originating request id to the job's logs and records job metrics."""
+
+    @functools.wraps(func)
+    async def run(ctx: WorkerContext, *args: Any, request_id: str | None = None, **kwargs: Any) -> R:
+        token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(job=func.__name__, job_id=ctx.get("job_id"))
+        started, outcome = time.perf_counter(), "failed"
+        try:
+            result = await func(ctx, *args, **kwargs)
+            outcome = "succeeded"
+            return result
+        finally:
+            service = ctx.get("service", "unknown")
+            JOBS.labels(service, func.__name__, outcome).inc()
+            JOB_DURATION.labels(service, func.__name__).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("job", "job_id")
+            request_id_var.reset(token)
+
+    return run
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Rows in a pending state whose job may have been lost: `pending(cutoff)` selects their ids."""
+
+    function: str
+    pending: Callable[[datetime], Select[tuple[Any]]]
+    grace: timedelta = field(default=timedelta(seconds=30))
+
+
+async def sweep(ctx: WorkerContext) -> int:
+    """Re-enqueue work for rows left pending; returns how many jobs were actually re-created."""
+    rescued = 0
+    now = datetime.now(UTC)
+    async with ctx["sessionmaker"]() as session:
+        for rule in ctx.get("sweeps", ()):
+            ids = (await session.execute(rule.pending(now - rule.grace))).scalars().all()
+            for row_id in ids:
+                request = JobRequest(rule.function, (str(row_id),), ctx.get("queue_name"))
+                if await enqueue(ctx["redis"], request, ctx.get("queue_name")):
+                    JOBS_RESCUED.labels(ctx.get("service", "unknown"), rule.function).inc()
+                    log.warning("job_rescued", function=rule.function, row_id=str(row_id))
+                    rescued += 1
+    return rescued

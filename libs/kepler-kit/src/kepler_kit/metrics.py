@@ -1,0 +1,36 @@
+"""Prometheus metrics every service exposes at /metrics."""
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter(
+    "kepler_http_requests_total",
+    "HTTP requests handled, by route template",
+    ["service", "method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "kepler_http_request_duration_seconds",
+    "HTTP request latency, by route template",
+    ["service", "method", "route"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+JOBS = Counter("kepler_jobs_total", "Jobs run, by outcome", ["service", "job", "outcome"], registry=REGISTRY)
+JOB_DURATION = Histogram(
+    "kepler_job_duration_seconds",
+    "Job run time",
+    ["service", "job"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900),
+)
+JOBS_RESCUED = Counter(
+    "kepler_jobs_rescued_total", "Pending rows the sweeper re-enqueued", ["service", "job"], registry=REGISTRY
+)
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

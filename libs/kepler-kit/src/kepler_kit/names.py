@@ -1,0 +1,30 @@
+"""Kubernetes name rules, as pydantic types, so bad names are 422s with field errors."""
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+_DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+
+
+def _not_reserved(name: str) -> str:
+    if name in RESERVED_NAMESPACES or name.startswith("kube-"):
+        raise ValueError(f"'{name}' is reserved by Kubernetes")
+    return name
+
+
+NamespaceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=_DNS1123_LABEL), AfterValidator(_not_reserved)
+]
+# 53, not 63: the app name prefixes generated objects (e.g. `<app>-canary`, ReplicaSet hashes).
+AppName = Annotated[str, StringConstraints(min_length=1, max_length=53, pattern=_DNS1035_LABEL)]
+PortName = Annotated[
+    str, StringConstraints(min_length=1, max_length=15, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+
+
+def is_dns1123_label(value: str) -> bool:
+    return len(value) <= 63 and re.fullmatch(_DNS1123_LABEL, value) is not None

@@ -1,0 +1,98 @@
+"""Every error a service can produce leaves as application/problem+json."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kepler_kit.context import current_request_id
+from kepler_kit.errors import (
+    PROBLEM_JSON,
+    FieldError,
+    KeplerError,
+    MethodNotAllowed,
+    NotFound,
+    ValidationFailed,
+)
+from kepler_kit.logging import get_logger
+
+log = get_logger(__name__)
+_BY_STATUS: dict[int, type[KeplerError]] = {404: NotFound, 405: MethodNotAllowed}
+
+
+def problem_response(
+    error: KeplerError, instance: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    body = error.problem(instance, current_request_id()).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body, status_code=error.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _kepler_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KeplerError)
+    return problem_response(exc, request.url.path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = _BY_STATUS.get(exc.status_code)
+    error = kind(_detail_text(exc.detail)) if kind else _generic(exc.status_code, exc.detail)
+    return problem_response(error, request.url.path, headers=dict(exc.headers or {}))
+
+
+def _detail_text(detail: Any) -> str | None:
+    return None if detail in (None, "Not Found", "Method Not Allowed") else str(detail)
+
+
+def _generic(status: int, detail: Any) -> KeplerError:
+    error = KeplerError(str(detail))
+    error.status, error.code, error.title = status, f"http-{status}", str(detail)
+    return error
+
+
+def field_errors(errors: Any) -> list[FieldError]:
+    return [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in errors]
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    fields = field_errors(exc.errors())
+    detail = "; ".join(f"{'.'.join(map(str, f.loc))}: {f.msg}" for f in fields[:5])
+    error = ValidationFailed(detail, errors=[f.model_dump() for f in fields])
+    return problem_response(error, request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(KeplerError, _kepler_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+class UnhandledErrorMiddleware:
+    """Turns an unexpected exception into a 500 problem that leaks nothing, and logs it once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled_error", path=scope["path"], method=scope["method"])
+            if started:
+                raise
+            error = KeplerError("The server could not complete the request; it has been logged.")
+            await problem_response(error, scope["path"])(scope, receive, send)

@@ -1,0 +1,37 @@
+"""Settings shared by every service; each service subclasses with its own env prefix."""
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "kepler-development-secret-key-do-not-use-in-production"
+
+
+def _shared(name: str) -> AliasChoices:
+    """Shared variables keep their plain `KEPLER_` name whatever a service's own prefix is."""
+    return AliasChoices(f"KEPLER_{name}")
+
+
+class KeplerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEPLER_", extra="ignore", populate_by_name=True)
+
+    env: Literal["development", "test", "production"] = Field("development", validation_alias=_shared("ENV"))
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/kepler", validation_alias=_shared("DATABASE_URL")
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_shared("REDIS_URL"))
+    secret_key: SecretStr = Field(SecretStr(DEV_SECRET_KEY), validation_alias=_shared("SECRET_KEY"))
+    log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
+    log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
+    queue_name: str = Field("", validation_alias=_shared("QUEUE_NAME"))
+    cors_origins: list[str] = Field(default_factory=list, validation_alias=_shared("CORS_ORIGINS"))
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> "KeplerSettings":
+        key = self.secret_key.get_secret_value()
+        if self.env == "production" and (key == DEV_SECRET_KEY or len(key) < 32):
+            raise ValueError(
+                "KEPLER_SECRET_KEY must be set to a random value of 32+ characters in production"
+            )
+        return self

@@ -1,0 +1,72 @@
+"""Drive a service in-process: its real lifespan, with the test's transaction and queue swapped in."""
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from arq.worker import Worker
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kepler_kit.jobs import Sweep, WorkerContext, create_arq_pool
+
+
+class _WithState:
+    """What uvicorn does with lifespan state: hand each request a copy of it."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app({**scope, "state": dict(self.state)}, receive, send)
+
+
+@asynccontextmanager
+async def service_client(
+    app: FastAPI, *, base_url: str = "http://testserver", **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app) as state:
+        state = {**(state or {}), **overrides}
+        transport = httpx.ASGITransport(app=_WithState(app, state), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+async def run_burst_worker(
+    functions: Sequence[Callable[..., Any]],
+    *,
+    redis_url: str,
+    queue_name: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sweeps: Sequence[Sweep] = (),
+    service: str = "test",
+) -> int:
+    """Run every queued job once, one at a time as they share the test's connection; returns jobs completed.
+
+    The worker gets a Redis pool of its own, as a real worker process would.
+    """
+    ctx: WorkerContext = {
+        "service": service,
+        "queue_name": queue_name,
+        "sessionmaker": sessionmaker,
+        "sweeps": sweeps,
+    }
+    pool = await create_arq_pool(redis_url, queue_name)
+    worker = Worker(
+        functions=list(functions),
+        redis_pool=pool,
+        queue_name=queue_name,
+        burst=True,
+        poll_delay=0,
+        max_jobs=1,
+        handle_signals=False,
+        ctx=dict(ctx),
+        keep_result=0,
+    )
+    try:
+        await worker.main()  # burst mode: returns once the queue is empty and its jobs are done
+    finally:
+        await pool.aclose()  # not worker.close(): it calls redis' deprecated close()
+    return int(worker.jobs_complete)

@@ -1,0 +1,48 @@
+"""arq WorkerSettings for a service: engine per worker, the sweeper on a cron, sane retention."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from arq.cron import cron
+
+from kepler_kit.db import create_engine, create_sessionmaker
+from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, sweep
+from kepler_kit.logging import configure_logging
+from kepler_kit.settings import KeplerSettings
+
+SWEEP_SECONDS = {0, 15, 30, 45}
+
+
+def worker_settings(
+    service: str,
+    settings: KeplerSettings,
+    functions: Sequence[Callable[..., Any]],
+    sweeps: Sequence[Sweep] = (),
+    queue_name: str | None = None,
+) -> type:
+    """Build the class arq's CLI expects (`arq kepler_x.tasks.WorkerSettings`)."""
+    queue = settings.queue_name or queue_name or f"kepler:{service}"
+
+    async def on_startup(ctx: WorkerContext) -> None:
+        configure_logging(f"{service}-worker", settings.log_level, settings.log_json)
+        engine = create_engine(settings.database_url, pool_size=2)
+        ctx.update(service=service, queue_name=queue, sweeps=sweeps, sessionmaker=create_sessionmaker(engine))
+        ctx["engine"] = engine  # type: ignore[typeddict-unknown-key]
+        await sweep(ctx)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["engine"].dispose()
+
+    attrs: dict[str, Any] = {
+        "functions": list(functions),
+        "cron_jobs": [cron(sweep, second=SWEEP_SECONDS, run_at_startup=False, unique=True)] if sweeps else [],
+        "queue_name": queue,
+        "redis_settings": redis_settings(settings.redis_url),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "keep_result": 30,
+        "max_tries": 5,
+        "job_timeout": 900,
+        "handle_signals": True,
+    }
+    return type("WorkerSettings", (), attrs)

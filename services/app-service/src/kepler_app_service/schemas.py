@@ -1,0 +1,131 @@
+"""What app-service's API accepts and returns."""
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from kepler_kit.names import AppName, NamespaceName, PortName
+from kepler_kit.pagination import Page
+
+_GIT_URL = re.compile(r"^(https?://[^\s/]+/\S+|ssh://[^\s/]+/\S+|[\w.-]+@[\w.-]+:[\w./~-]+)$")
+_REF_FORBIDDEN = re.compile(r"(^[-/.]|\.\.|[\s~^:?*\[\\]|@\{|//|/$|\.lock$|\.$)")
+
+
+def _git_url(value: str) -> str:
+    if not _GIT_URL.match(value):
+        raise ValueError("must be an http(s)://, ssh:// or scp-style (git@host:path) repository URL")
+    return value
+
+
+def _branch(value: str) -> str:
+    if _REF_FORBIDDEN.search(value):
+        raise ValueError("is not a valid git branch name")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/") or "\\" in value:
+        raise ValueError("must be a path relative to the repository root, without '..'")
+    return value
+
+
+GitUrl = Annotated[str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_git_url)]
+Branch = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_branch)]
+RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_relative_path)]
+Language = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9+#._-]*$")]
+DisplayName = Annotated[str, StringConstraints(max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamespaceCreate(Strict):
+    name: NamespaceName = Field(description="DNS-1123 label; also the Kubernetes namespace name")
+    display_name: DisplayName = ""
+    description: Description = ""
+
+
+class NamespaceUpdate(Strict):
+    display_name: DisplayName | None = None
+    description: Description | None = None
+
+
+class Namespace(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    display_name: str
+    description: str
+    status: Literal["provisioning", "active", "failed"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class Port(Strict):
+    name: PortName
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+def _unique_ports(ports: list[Port]) -> list[Port]:
+    if len({p.name for p in ports}) != len(ports) or len({(p.port, p.protocol) for p in ports}) != len(ports):
+        raise ValueError("port names and port/protocol pairs must be unique")
+    return ports
+
+
+Ports = Annotated[list[Port], Field(max_length=20), AfterValidator(_unique_ports)]
+
+
+class AppCreate(Strict):
+    name: AppName = Field(description="DNS-1035 label of at most 53 characters")
+    description: Description = ""
+    git_url: GitUrl
+    default_branch: Branch = "main"
+    dockerfile_path: RepoPath = "Dockerfile"
+    language: Language | None = None
+    ports: Ports = Field(default_factory=list)
+
+
+class AppUpdate(Strict):
+    description: Description | None = None
+    git_url: GitUrl | None = None
+    default_branch: Branch | None = None
+    dockerfile_path: RepoPath | None = None
+    language: Language | None = None
+    ports: Ports | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "AppUpdate":
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
+
+class App(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+    description: str
+    git_url: str
+    default_branch: str
+    dockerfile_path: str
+    language: str | None
+    ports: list[Port]
+    created_at: datetime
+    updated_at: datetime
+
+
+class NamespacePage(Page[Namespace]):
+    pass
+
+
+class AppPage(Page[App]):
+    pass

@@ -1,0 +1,165 @@
+"""Namespace and app lifecycle. Flushes, never commits: the caller's transaction decides."""
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_app_service import repository
+from kepler_app_service.schemas import (
+    App,
+    AppCreate,
+    AppPage,
+    AppUpdate,
+    Namespace,
+    NamespaceCreate,
+    NamespacePage,
+    NamespaceUpdate,
+)
+from kepler_db import models
+from kepler_kit.audit import record_audit
+from kepler_kit.errors import BadRequest, Conflict, NotFound
+from kepler_kit.identity import Principal
+from kepler_kit.jobs import enqueue_after_commit
+from kepler_kit.pagination import PageRequest, page_of
+
+SERVICE = "app-service"
+PROVISION_NAMESPACE = "provision_namespace"
+
+
+def _audit(
+    session: AsyncSession, who: Principal, action: str, kind: str, target: str, ns: str, **detail: Any
+) -> None:
+    record_audit(
+        session,
+        who,
+        service=SERVICE,
+        action=action,
+        target_type=kind,
+        target=target,
+        namespace=ns,
+        detail=detail,
+    )
+
+
+async def _flush_unique(session: AsyncSession, what: str) -> None:
+    """A concurrent create of the same name loses on the unique constraint: that is a 409, not a 500."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"{what} already exists.") from exc
+
+
+async def get_namespace(session: AsyncSession, name: str) -> models.Namespace:
+    namespace = await repository.namespace_by_name(session, name)
+    if namespace is None:
+        raise NotFound(f"Namespace '{name}' does not exist.")
+    return namespace
+
+
+async def create_namespace(session: AsyncSession, who: Principal, data: NamespaceCreate) -> models.Namespace:
+    if await repository.namespace_name_taken(session, data.name):
+        raise Conflict(f"Namespace '{data.name}' already exists.")
+    namespace = models.Namespace(
+        **data.model_dump(), status=models.NamespaceStatus.provisioning, created_by=who.user_id
+    )
+    session.add(namespace)
+    await _flush_unique(session, f"Namespace '{data.name}'")
+    enqueue_after_commit(session, PROVISION_NAMESPACE, str(namespace.id))
+    _audit(session, who, "namespace.create", "namespace", data.name, data.name)
+    return namespace
+
+
+async def update_namespace(
+    session: AsyncSession, who: Principal, name: str, data: NamespaceUpdate
+) -> models.Namespace:
+    namespace = await get_namespace(session, name)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    for field, value in changes.items():
+        setattr(namespace, field, value)
+    await session.flush()
+    await session.refresh(namespace)
+    _audit(session, who, "namespace.update", "namespace", name, name, changed=sorted(changes))
+    return namespace
+
+
+async def delete_namespace(session: AsyncSession, who: Principal, name: str) -> None:
+    namespace = await get_namespace(session, name)
+    if await repository.namespace_has_apps(session, namespace.id):
+        raise Conflict(f"Namespace '{name}' still has apps; delete them first.")
+    await session.delete(namespace)
+    await session.flush()
+    _audit(session, who, "namespace.delete", "namespace", name, name)
+
+
+async def list_namespaces(session: AsyncSession, page: PageRequest) -> NamespacePage:
+    rows = await repository.list_namespaces(session, page.limit, page.after)
+    return page_of(NamespacePage, rows, page.limit, lambda ns: [ns.name], Namespace.model_validate)
+
+
+async def mark_namespace_active(session: AsyncSession, namespace_id: str) -> bool:
+    """The provisioning job's effect; idempotent, so a re-run after a lost result changes nothing."""
+    namespace = await session.get(models.Namespace, namespace_id, with_for_update=True)
+    if namespace is None or namespace.status is not models.NamespaceStatus.provisioning:
+        return False
+    namespace.status = models.NamespaceStatus.active
+    await session.flush()
+    return True
+
+
+def app_out(app: models.App, namespace: str) -> App:
+    fields = {name: getattr(app, name) for name in App.model_fields if name != "namespace"}
+    return App.model_validate({**fields, "namespace": namespace})
+
+
+async def get_app(session: AsyncSession, namespace: models.Namespace, name: str) -> models.App:
+    app = await repository.app_by_name(session, namespace.id, name)
+    if app is None:
+        raise NotFound(f"App '{name}' does not exist in namespace '{namespace.name}'.")
+    return app
+
+
+async def create_app(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, data: AppCreate
+) -> models.App:
+    if await repository.app_by_name(session, namespace.id, data.name):
+        raise Conflict(f"App '{data.name}' already exists in namespace '{namespace.name}'.")
+    app = models.App(**data.model_dump(mode="json"), namespace_id=namespace.id, created_by=who.user_id)
+    session.add(app)
+    await _flush_unique(session, f"App '{data.name}'")
+    await session.refresh(app)
+    _audit(session, who, "app.create", "app", data.name, namespace.name)
+    return app
+
+
+async def update_app(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, name: str, data: AppUpdate
+) -> models.App:
+    app = await get_app(session, namespace, name)
+    changes = data.model_dump(mode="json", exclude_unset=True)
+    for field, value in changes.items():
+        if value is None and field != "language":
+            raise BadRequest(f"'{field}' cannot be null.")
+        setattr(app, field, value)
+    await session.flush()
+    await session.refresh(app)
+    _audit(session, who, "app.update", "app", name, namespace.name, changed=sorted(changes))
+    return app
+
+
+async def delete_app(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, name: str, confirm: str
+) -> None:
+    app = await get_app(session, namespace, name)
+    if confirm != name:
+        raise BadRequest("Deleting an app needs `confirm` set to the app's name.")
+    await session.delete(app)
+    await session.flush()
+    _audit(session, who, "app.delete", "app", name, namespace.name)
+
+
+async def list_apps(session: AsyncSession, namespace: models.Namespace, page: PageRequest) -> AppPage:
+    rows = await repository.list_apps(session, namespace.id, page.limit, page.after)
+    return page_of(
+        AppPage, rows, page.limit, lambda app: [app.name], lambda app: app_out(app, namespace.name)
+    )

@@ -1,0 +1,7 @@
+from pydantic_settings import SettingsConfigDict
+
+from kepler_kit.settings import KeplerSettings
+
+
+class AppServiceSettings(KeplerSettings):
+    model_config = SettingsConfigDict(env_prefix="KEPLER_APP_SERVICE_", extra="ignore", populate_by_name=True)

@@ -1,0 +1,27 @@
+"""app-service jobs. `arq kepler_app_service.tasks.WorkerSettings` runs them."""
+
+from kepler_app_service import repository, service
+from kepler_app_service.settings import AppServiceSettings
+from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
+from kepler_kit.logging import get_logger
+from kepler_kit.worker import worker_settings
+
+log = get_logger(__name__)
+
+
+@job
+async def provision_namespace(ctx: WorkerContext, namespace_id: str) -> bool:
+    """Brings a new namespace to `active`.
+
+    The Kubernetes side (creating the namespace in its bound cluster) arrives with clusters (issue #4);
+    this job is where it goes, and the row stays `provisioning` until it has run.
+    """
+    async with session_scope(ctx) as session:
+        changed = await service.mark_namespace_active(session, namespace_id)
+    log.info("namespace_provisioned", namespace_id=namespace_id, changed=changed)
+    return changed
+
+
+FUNCTIONS = [provision_namespace]
+SWEEPS = [Sweep(service.PROVISION_NAMESPACE, repository.provisioning_namespaces)]
+WorkerSettings = worker_settings(service.SERVICE, AppServiceSettings(), FUNCTIONS, SWEEPS)

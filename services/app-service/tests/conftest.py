@@ -1,0 +1,42 @@
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kepler_app_service.app import create_app
+from kepler_app_service.settings import AppServiceSettings
+from kepler_app_service.tasks import FUNCTIONS, SWEEPS
+from kepler_kit.testing.services import run_burst_worker, service_client
+
+
+@pytest.fixture
+async def client(
+    settings_overrides: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(AppServiceSettings(**settings_overrides))
+    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
+        yield client
+
+
+class Worker:
+    """Runs app-service's jobs in burst mode against the test's transaction."""
+
+    def __init__(self, redis_url: str, queue_name: str, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.redis_url, self.queue_name, self.sessionmaker = redis_url, queue_name, sessionmaker
+
+    async def run(self) -> int:
+        return await run_burst_worker(
+            FUNCTIONS,
+            redis_url=self.redis_url,
+            queue_name=self.queue_name,
+            sessionmaker=self.sessionmaker,
+            sweeps=SWEEPS,
+            service="app-service",
+        )
+
+
+@pytest.fixture
+def worker(redis_url: str, queue_name: str, sessionmaker: async_sessionmaker[AsyncSession]) -> Worker:
+    return Worker(redis_url, queue_name, sessionmaker)
