@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -92,3 +93,20 @@ def status_router(service: str) -> APIRouter:
         response_model=Readiness,
     )
     return router
+
+
+def configured_url_check(name: str, url: str | None, purpose: str) -> ReadinessCheck:
+    """An integration is ready when its URL is well-formed; unset means the feature is off, not a failure."""
+
+    async def check(_: dict[str, Any]) -> Check:
+        if not url:
+            return Check(name=name, ok=True, detail=f"not configured: {purpose} disabled")
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            return Check(name=name, ok=False, detail="URL must be http(s)://host[:port]")
+        return Check(
+            name=name, ok=True, detail=f"{parsed.scheme}://{parsed.hostname}:{parsed.port or ''}".rstrip(":")
+        )
+
+    check.__name__ = f"{name}_check"
+    return check

@@ -130,7 +130,7 @@ class Sweep:
     """Rows in a pending state whose job may have been lost: `pending(cutoff)` selects their ids."""
 
     function: str
-    pending: Callable[[datetime], Select[tuple[Any]]]
+    pending: Callable[[datetime], Select[Any]]
     grace: timedelta = field(default=timedelta(seconds=30))
 
 

@@ -1,9 +1,10 @@
 """arq WorkerSettings for a service: engine per worker, the sweeper on a cron, sane retention."""
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from arq.cron import cron
+from arq.typing import WorkerCoroutine
 
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, sweep
@@ -26,7 +27,8 @@ def worker_settings(
     async def on_startup(ctx: WorkerContext) -> None:
         configure_logging(f"{service}-worker", settings.log_level, settings.log_json)
         engine = create_engine(settings.database_url, pool_size=2)
-        ctx.update(service=service, queue_name=queue, sweeps=sweeps, sessionmaker=create_sessionmaker(engine))
+        ctx.update({"service": service, "queue_name": queue, "sweeps": sweeps})
+        ctx["sessionmaker"] = create_sessionmaker(engine)
         ctx["engine"] = engine  # type: ignore[typeddict-unknown-key]
         await sweep(ctx)
 
@@ -35,7 +37,8 @@ def worker_settings(
 
     attrs: dict[str, Any] = {
         "functions": list(functions),
-        "cron_jobs": [cron(sweep, second=SWEEP_SECONDS, run_at_startup=False, unique=True)] if sweeps else [],
+        # Always registered: arq refuses a worker with nothing to run, and an empty sweep is free.
+        "cron_jobs": [cron(cast(WorkerCoroutine, sweep), second=SWEEP_SECONDS, run_at_startup=False, unique=True)],
         "queue_name": queue,
         "redis_settings": redis_settings(settings.redis_url),
         "on_startup": on_startup,

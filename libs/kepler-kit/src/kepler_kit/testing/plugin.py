@@ -9,6 +9,8 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -29,11 +31,11 @@ def servers() -> Iterator[tuple[str, str]]:
 
             root = stack.enter_context(tempfile.TemporaryDirectory(prefix="kepler-test-"))
             if not database_url:
-                pg = embedded.start_postgres(os.path.join(root, "postgres"))
+                pg = embedded.start_postgres(Path(root) / "postgres")
                 stack.callback(pg.stop)
                 database_url = pg.url
             if not redis_url:
-                redis = embedded.start_redis(os.path.join(root, "redis"), persist=False)
+                redis = embedded.start_redis(Path(root) / "redis", persist=False)
                 stack.callback(redis.stop)
                 redis_url = redis.url
         yield database_url, redis_url
@@ -66,7 +68,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def db_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection in an outer transaction, rolled back after the test: each starts from the migrated schema."""
+    """A connection in an outer transaction rolled back after the test: each starts at the migrated schema."""
     async with engine.connect() as connection:
         transaction = await connection.begin()
         yield connection
@@ -101,6 +103,6 @@ async def arq(redis_url: str, queue_name: str) -> AsyncIterator[ArqRedis]:
 
 
 @pytest.fixture
-def settings_overrides(database_url: str, redis_url: str, queue_name: str) -> dict[str, str]:
+def settings_overrides(database_url: str, redis_url: str, queue_name: str) -> dict[str, Any]:
     """Constructor arguments for any service's settings class, pointing at the test servers."""
     return {"database_url": database_url, "redis_url": redis_url, "queue_name": queue_name, "env": "test"}

@@ -1,0 +1,35 @@
+# Thin wrappers; everything runs through uv, which is installed from PyPI when missing.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY_DIRS := libs services tests bench migrations
+
+.PHONY: run test lint typecheck bench migrate sync format
+
+$(UV):
+	python3 -m pip install --user --quiet uv
+
+sync: $(UV)
+	$(UV) sync --frozen
+
+run: sync  ## the whole platform on the embedded stack (or on KEPLER_DATABASE_URL / KEPLER_REDIS_URL)
+	$(UV) run python -m kepler_devstack run
+
+test: sync  ## real Postgres and Redis: KEPLER_TEST_DATABASE_URL / KEPLER_TEST_REDIS_URL, else embedded
+	$(UV) run pytest
+
+lint: sync
+	$(UV) run ruff check $(PY_DIRS)
+	$(UV) run ruff format --check $(PY_DIRS)
+
+format: sync
+	$(UV) run ruff format $(PY_DIRS)
+	$(UV) run ruff check --fix $(PY_DIRS)
+
+typecheck: sync
+	$(UV) run mypy libs services tests bench migrations
+
+bench: sync
+	@for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
+
+migrate: sync  ## alembic upgrade head on KEPLER_DATABASE_URL, else on the embedded Postgres
+	$(UV) run python -m kepler_devstack migrate

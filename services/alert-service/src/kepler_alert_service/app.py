@@ -1,0 +1,24 @@
+"""alert-service: Prometheus rules, Alertmanager intake, silences and notification channels."""
+
+from fastapi import FastAPI
+
+from kepler_alert_service.settings import AlertServiceSettings
+from kepler_kit.health import configured_url_check
+from kepler_kit.service_app import create_service_app
+
+SERVICE = "alert-service"
+
+
+def create_app(settings: AlertServiceSettings | None = None) -> FastAPI:
+    settings = settings or AlertServiceSettings()
+    return create_service_app(
+        service=SERVICE,
+        title="Kepler alert-service",
+        description="Prometheus rules, Alertmanager intake, silences and notification channels.",
+        settings=settings,
+        routers=[],
+        checks=[
+            configured_url_check("prometheus", settings.prometheus_url, "metrics and alert rules"),
+            configured_url_check("alertmanager", settings.alertmanager_url, "silences"),
+        ],
+    )

@@ -1,0 +1,12 @@
+from pydantic_settings import SettingsConfigDict
+
+from kepler_kit.settings import KeplerSettings
+
+
+class AlertServiceSettings(KeplerSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KEPLER_ALERT_SERVICE_", extra="ignore", populate_by_name=True
+    )
+
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None

@@ -1,0 +1,20 @@
+"""terminal-service: Web terminals into pods and live log streams over WebSocket."""
+
+from fastapi import FastAPI
+
+from kepler_kit.service_app import create_service_app
+from kepler_terminal_service.settings import TerminalServiceSettings
+
+SERVICE = "terminal-service"
+
+
+def create_app(settings: TerminalServiceSettings | None = None) -> FastAPI:
+    settings = settings or TerminalServiceSettings()
+    return create_service_app(
+        service=SERVICE,
+        title="Kepler terminal-service",
+        description="Web terminals into pods and live log streams over WebSocket.",
+        settings=settings,
+        routers=[],
+        checks=[],
+    )
