@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from kepler_kit.testing.services import run_burst_worker, service_client
 
 @pytest.fixture
 async def client(
-    settings_overrides: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
+    settings_overrides: dict[str, Any], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(AppServiceSettings(**settings_overrides))
     async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
@@ -23,7 +24,9 @@ async def client(
 class Worker:
     """Runs app-service's jobs in burst mode against the test's transaction."""
 
-    def __init__(self, redis_url: str, queue_name: str, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, redis_url: str, queue_name: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
         self.redis_url, self.queue_name, self.sessionmaker = redis_url, queue_name, sessionmaker
 
     async def run(self) -> int:

@@ -3,9 +3,10 @@
 from typing import Any
 
 import httpx
-from kepler_db import AuditEvent
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_db import AuditEvent
 
 PROBLEM = "application/problem+json"
 
@@ -54,8 +55,12 @@ class TestCreateNamespace:
         assert response.status_code == 422
         assert response.headers["content-type"] == PROBLEM
 
-    async def test_audited_in_same_transaction(self, client: httpx.AsyncClient, session: AsyncSession) -> None:
-        response = await client.post("/api/v1/namespaces", json={"name": "team-a"}, headers={"x-request-id": "r-1"})
+    async def test_audited_in_same_transaction(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        response = await client.post(
+            "/api/v1/namespaces", json={"name": "team-a"}, headers={"x-request-id": "r-1"}
+        )
         assert response.headers["x-request-id"] == "r-1"
         event = await session.scalar(select(AuditEvent).where(AuditEvent.request_id == "r-1"))
         assert event is not None
@@ -123,7 +128,9 @@ class TestApps:
     async def test_create_get_list(self, client: httpx.AsyncClient) -> None:
         await create_namespace(client)
         ports = [{"name": "http", "port": 8080}]
-        response = await client.post("/api/v1/namespaces/team-a/apps", json=app_body(ports=ports, language="go"))
+        response = await client.post(
+            "/api/v1/namespaces/team-a/apps", json=app_body(ports=ports, language="go")
+        )
         assert response.status_code == 201, response.text
         app = response.json()
         assert app["namespace"] == "team-a"

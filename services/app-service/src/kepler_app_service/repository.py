@@ -42,7 +42,7 @@ async def list_apps(
     return list(await session.scalars(query))
 
 
-def provisioning_namespaces(cutoff: datetime) -> Select[tuple[uuid.UUID]]:
+def provisioning_namespaces(cutoff: datetime) -> Select[uuid.UUID]:
     """Namespaces whose provisioning job may have been lost (the sweeper's query)."""
     return select(Namespace.id).where(
         Namespace.status == NamespaceStatus.provisioning, Namespace.updated_at < cutoff
