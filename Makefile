@@ -25,8 +25,9 @@ format: sync
 	$(UV) run ruff format $(PY_DIRS)
 	$(UV) run ruff check --fix $(PY_DIRS)
 
-typecheck: sync
-	$(UV) run mypy libs services tests bench migrations
+typecheck: sync  ## one mypy run per package: every package has its own tests/ folder
+	@set -e; for pkg in libs/* services/*; do echo "mypy $$pkg"; $(UV) run mypy $$pkg; done
+	$(UV) run mypy tests bench migrations
 
 bench: sync
 	@for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
