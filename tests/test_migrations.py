@@ -8,10 +8,10 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from kepler_db import Base
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from kepler_db import Base
 from kepler_kit.testing.database import TestDatabase, alembic_config, create_test_database, drop_test_database
 
 

@@ -4,9 +4,9 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
-from kepler_db import models
 from sqlalchemy import Select, select
 
+from kepler_db import models
 from kepler_kit.db import DbSession
 from kepler_kit.errors import Conflict
 from kepler_kit.jobs import Sweep, WorkerContext, enqueue_after_commit, job, session_scope

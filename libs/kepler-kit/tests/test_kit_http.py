@@ -6,10 +6,10 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from kepler_db import models
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kepler_db import models
 from kepler_kit.settings import KeplerSettings
 from kepler_kit.testing.services import service_client
 

@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 from arq.connections import ArqRedis
-from kepler_db import models
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kepler_db import models
 from kepler_kit.jobs import JobRequest, WorkerContext, enqueue, sweep
 from kepler_kit.testing.services import run_burst_worker
 
@@ -52,7 +52,11 @@ class TestSweeper:
         assert namespace.status is models.NamespaceStatus.active
 
     async def test_no_duplicate_while_job_is_queued(
-        self, session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis, queue_name: str
+        self,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq: ArqRedis,
+        queue_name: str,
     ) -> None:
         namespace = await add_pending(session, "queued", timedelta(minutes=5))
         await enqueue(arq, JobRequest("activate", (str(namespace.id),), queue_name), queue_name)
@@ -60,7 +64,11 @@ class TestSweeper:
         assert await arq.zcard(queue_name) == 1
 
     async def test_recent_rows_are_left_to_their_job(
-        self, session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis, queue_name: str
+        self,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq: ArqRedis,
+        queue_name: str,
     ) -> None:
         await add_pending(session, "fresh", timedelta(0))
         assert await sweep(context(arq, queue_name, sessionmaker)) == 0

@@ -9,16 +9,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_app_service.app import create_app
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import FUNCTIONS, SWEEPS
+from kepler_db import User
+from kepler_kit.testing.identities import Minter, make_user
 from kepler_kit.testing.services import run_burst_worker, service_client
 
 
 @pytest.fixture
-async def client(
+async def admin(session: AsyncSession) -> User:
+    return await make_user(session, "admin@example.com", is_admin=True)
+
+
+@pytest.fixture
+async def anonymous_client(
     settings_overrides: dict[str, Any], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(AppServiceSettings(**settings_overrides))
     async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
         yield client
+
+
+@pytest.fixture
+async def client(anonymous_client: httpx.AsyncClient, minter: Minter, admin: User) -> httpx.AsyncClient:
+    """A platform admin calling through the gateway."""
+    anonymous_client.headers.update(minter.identity(admin, "app-service"))
+    return anonymous_client
 
 
 class Worker:

@@ -12,8 +12,10 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    LargeBinary,
     String,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -40,6 +42,12 @@ class NamespaceStatus(enum.StrEnum):
     failed = "failed"
 
 
+class TokenScope(enum.StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
 class AuditOutcome(enum.StrEnum):
     success = "success"
     denied = "denied"
@@ -50,7 +58,10 @@ class User(Timestamped, Base):
     """Written by the api-gateway (identity)."""
 
     __tablename__ = "users"
-    __table_args__ = (Index("uq_users_email_lower", text("lower(email)"), unique=True),)
+    __table_args__ = (
+        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        UniqueConstraint("oidc_issuer", "oidc_subject"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(254))
@@ -58,6 +69,9 @@ class User(Timestamped, Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled_at: Mapped[datetime | None]
+    oidc_issuer: Mapped[str | None] = mapped_column(String(2048))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    last_login_at: Mapped[datetime | None]
 
 
 class Namespace(Timestamped, Base):
@@ -73,6 +87,8 @@ class Namespace(Timestamped, Base):
         _enum(NamespaceStatus, "namespace_status"), default=NamespaceStatus.provisioning
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    allow_exec: Mapped[bool] = mapped_column(default=False, server_default=false())
+    require_deploy_approval: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Membership(Timestamped, Base):
@@ -131,3 +147,75 @@ class AuditEvent(Base):
     outcome: Mapped[AuditOutcome] = mapped_column(_enum(AuditOutcome, "audit_outcome"))
     client_ip: Mapped[str | None] = mapped_column(INET)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuthSession(Base):
+    """A login: the family of rotating refresh tokens. Written by the api-gateway."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    client_ip: Mapped[str | None] = mapped_column(INET)
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+
+
+class RefreshToken(Base):
+    """One link of a session's rotation chain; only its SHA-256 is stored. Written by the api-gateway."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    used_at: Mapped[datetime | None]
+
+
+class ApiToken(Base):
+    """A personal token for CI and scripts; only its SHA-256 is stored. Written by the api-gateway."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index(
+            "uq_api_tokens_user_id_name_active",
+            "user_id",
+            "name",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[TokenScope] = mapped_column(_enum(TokenScope, "token_scope"))
+    namespace_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SigningKey(Base):
+    """Keys that sign access and identity tokens. The private half is encrypted with the platform key;
+    services read the public half to verify tokens locally. Written by the api-gateway."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any]]
+    private_jwk_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    retired_at: Mapped[datetime | None]

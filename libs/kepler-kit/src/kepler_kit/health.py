@@ -10,7 +10,9 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
+from kepler_kit.access import require
 from kepler_kit.metrics import metrics_endpoint
+from kepler_kit.permissions import Action
 
 
 class Check(BaseModel):
@@ -88,6 +90,7 @@ def status_router(service: str) -> APIRouter:
         f"/api/v1/status/{service}",
         service_status,
         methods=["GET"],
+        dependencies=[require(Action.status_view)],
         name=f"get_{service.replace('-', '_')}_status",
         summary=f"Readiness of {service} and its dependencies",
         response_model=Readiness,

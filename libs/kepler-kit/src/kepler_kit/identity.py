@@ -1,14 +1,19 @@
-"""Who is calling. The seam where authentication (issue #3) plugs in.
+"""Who is calling, as every service sees it.
 
-Today every request acts as the anonymous development principal; the gateway will forward a verified,
-signed identity and `current_principal` will verify it. Services only ever depend on `CurrentPrincipal`.
+The gateway authenticates the client and forwards a short-lived identity token signed for exactly one
+service (`X-Kepler-Identity`); a service also accepts a client's access token presented to it directly.
+Services only ever depend on `CurrentPrincipal` (who) and `require(action)` (may they).
 """
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
+
+from kepler_db import TokenScope
+
+IDENTITY_HEADER = "x-kepler-identity"
 
 
 @dataclass(frozen=True)
@@ -16,19 +21,41 @@ class Principal:
     user_id: uuid.UUID | None
     name: str
     token_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    scope: TokenScope | None = None
+    token_namespace: str | None = None
     is_admin: bool = False
     client_ip: str | None = None
 
+    @property
+    def authenticated(self) -> bool:
+        return self.user_id is not None
+
 
 def client_ip(request: Request) -> str | None:
+    """The gateway sets X-Forwarded-For; services only ever hear from it or from loopback."""
     forwarded = request.headers.get("x-forwarded-for")
     if forwarded:
         return forwarded.split(",")[0].strip() or None
     return request.client.host if request.client else None
 
 
-async def current_principal(request: Request) -> Principal:
+def anonymous(request: Request) -> Principal:
     return Principal(user_id=None, name="anonymous", client_ip=client_ip(request))
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, request: Request) -> Principal: ...
+
+
+async def current_principal(request: Request) -> Principal:
+    authenticator: Authenticator | None = getattr(request.state, "authenticator", None)
+    return await authenticator.authenticate(request) if authenticator else anonymous(request)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

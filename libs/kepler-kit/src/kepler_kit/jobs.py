@@ -50,13 +50,25 @@ def enqueue_after_commit(
     session.info.setdefault(_PENDING, []).append(request)
 
 
+_AFTER_COMMIT = "kepler_after_commit"
+AfterCommit = Callable[[ArqRedis], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once the transaction has committed (to publish an invalidation); never on rollback."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
 def drop_pending_jobs(session: AsyncSession) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 async def flush_pending_jobs(session: AsyncSession, arq: ArqRedis, default_queue: str | None) -> None:
     for request in session.info.pop(_PENDING, []):
         await enqueue(arq, request, default_queue)
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        await callback(arq)
 
 
 async def enqueue(arq: ArqRedis, request: JobRequest, default_queue: str | None) -> bool:

@@ -1,5 +1,7 @@
 """The wiring every Kepler service shares: lifespan resources, middleware, errors, health, OpenAPI."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -7,7 +9,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kepler_kit.access import AccessControl, ServiceAuthenticator
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.errors import PROBLEM_JSON, Problem
 from kepler_kit.health import ReadinessCheck, database_check, health_router, redis_check, status_router
@@ -16,6 +20,7 @@ from kepler_kit.logging import configure_logging
 from kepler_kit.middleware import RequestContextMiddleware
 from kepler_kit.problems import UnhandledErrorMiddleware, install_problem_handlers
 from kepler_kit.settings import KeplerSettings
+from kepler_kit.tokens import KeyRing, TokenVerifier
 
 ExtraLifespan = Callable[[dict[str, Any]], AbstractAsyncContextManager[dict[str, Any]]]
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -30,6 +35,35 @@ def operation_id(route: APIRoute) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
+def _permission(route: APIRoute) -> str | None:
+    """The action a route's `require(...)`/`public()` dependency declares, found anywhere in its tree."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dependant = stack.pop()
+        action = getattr(dependant.call, "kepler_action", None)
+        if action:
+            return str(action)
+        stack.extend(dependant.dependencies)
+    return None
+
+
+def annotate_permissions(routers: Sequence[APIRouter], document: dict[str, Any]) -> dict[str, Any]:
+    """`x-kepler-permission` on each operation, and bearer auth on each that is not public."""
+    routes = (r for router in routers for r in router.routes if isinstance(r, APIRoute))
+    actions = {operation_id(route): _permission(route) for route in routes}
+    operations = (op for path in document.get("paths", {}).values() for op in path.values())
+    for operation in operations:
+        action = actions.get(operation.get("operationId", ""))
+        if action is None:
+            continue
+        operation["x-kepler-permission"] = action
+        if action != "public":
+            operation["security"] = [{"bearer": []}]
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearer"] = {"type": "http", "scheme": "bearer", "description": "Access token or API token"}
+    return document
+
+
 def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
     """Error responses are documented as application/problem+json (FastAPI would say application/json)."""
     for operation in (op for path in document.get("paths", {}).values() for op in path.values()):
@@ -40,17 +74,29 @@ def problem_media_types(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+def _openapi(app: FastAPI, routers: Sequence[APIRouter]) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_media_types(
-                get_openapi(
-                    title=app.title, version=app.version, description=app.description, routes=app.routes
-                )
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
             )
+            app.openapi_schema = annotate_permissions(routers, problem_media_types(document))
         return app.openapi_schema
 
     return build
+
+
+def security_state(service: str, sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    """Token verification and live access checks, over the given sessions."""
+    access = AccessControl(sessionmaker)
+    keyring = KeyRing(sessionmaker)
+    verifier = TokenVerifier(keyring)
+    return {
+        "access_control": access,
+        "keyring": keyring,
+        "verifier": verifier,
+        "authenticator": ServiceAuthenticator(service, verifier, access),
+    }
 
 
 def _lifespan(
@@ -59,14 +105,18 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
         arq = await create_arq_pool(settings.redis_url, settings.queue_name or f"kepler:{service}")
         state: dict[str, Any] = {
+            "service": service,
             "settings": settings,
             "engine": engine,
-            "sessionmaker": create_sessionmaker(engine),
+            "sessionmaker": sessionmaker,
             "arq": arq,
             "readiness_checks": [database_check, redis_check, *checks],
+            **security_state(service, sessionmaker),
         }
+        listener = asyncio.create_task(state["access_control"].listen(arq))
         try:
             if extra is None:
                 yield state
@@ -74,6 +124,9 @@ def _lifespan(
                 async with extra(state) as more:
                     yield state | more
         finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
             await arq.aclose()
             await engine.dispose()
 
@@ -99,11 +152,10 @@ def create_service_app(
         generate_unique_id_function=operation_id,
         responses=_COMMON_ERRORS,
     )
-    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    all_routers = [health_router(service), status_router(service), *routers]
+    app.openapi = _openapi(app, all_routers)  # type: ignore[method-assign]
     install_problem_handlers(app)
-    app.include_router(health_router(service))
-    app.include_router(status_router(service))
-    for router in routers:
+    for router in all_routers:
         app.include_router(router)
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestContextMiddleware, service=service)

@@ -38,7 +38,9 @@ def worker_settings(
     attrs: dict[str, Any] = {
         "functions": list(functions),
         # Always registered: arq refuses a worker with nothing to run, and an empty sweep is free.
-        "cron_jobs": [cron(cast(WorkerCoroutine, sweep), second=SWEEP_SECONDS, run_at_startup=False, unique=True)],
+        "cron_jobs": [
+            cron(cast(WorkerCoroutine, sweep), second=SWEEP_SECONDS, run_at_startup=False, unique=True)
+        ],
         "queue_name": queue,
         "redis_settings": redis_settings(settings.redis_url),
         "on_startup": on_startup,

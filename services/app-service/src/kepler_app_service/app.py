@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from kepler_app_service.api import apps, namespaces
+from kepler_app_service.api import apps, members, namespaces
 from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
 from kepler_kit.service_app import create_service_app
@@ -14,5 +14,5 @@ def create_app(settings: AppServiceSettings | None = None) -> FastAPI:
         title="Kepler app-service",
         description="Namespaces, apps, releases and their life on Kubernetes.",
         settings=settings or AppServiceSettings(),
-        routers=[namespaces, apps],
+        routers=[namespaces, members, apps],
     )

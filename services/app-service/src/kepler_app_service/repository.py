@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_db import App, Namespace, NamespaceStatus
+from kepler_db import App, Membership, Namespace, NamespaceStatus, Role, User
 
 
 async def namespace_by_name(session: AsyncSession, name: str) -> Namespace | None:
@@ -47,3 +47,54 @@ def provisioning_namespaces(cutoff: datetime) -> Select[uuid.UUID]:
     return select(Namespace.id).where(
         Namespace.status == NamespaceStatus.provisioning, Namespace.updated_at < cutoff
     )
+
+
+async def memberships_of(session: AsyncSession, user_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(await session.scalars(select(Membership.namespace_id).where(Membership.user_id == user_id)))
+
+
+async def list_visible_namespaces(
+    session: AsyncSession, user_id: uuid.UUID, limit: int, after: list[Any] | None
+) -> list[Namespace]:
+    query = (
+        select(Namespace)
+        .join(Membership, (Membership.namespace_id == Namespace.id) & (Membership.user_id == user_id))
+        .order_by(Namespace.name)
+        .limit(limit + 1)
+    )
+    if after:
+        query = query.where(Namespace.name > str(after[0]))
+    return list(await session.scalars(query))
+
+
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+
+
+async def membership(session: AsyncSession, namespace_id: uuid.UUID, user_id: uuid.UUID) -> Membership | None:
+    return await session.get(Membership, (user_id, namespace_id), with_for_update=True)
+
+
+async def owner_count(session: AsyncSession, namespace_id: uuid.UUID) -> int:
+    """Locks the owners' rows, so two concurrent demotions cannot both leave the namespace ownerless."""
+    query = (
+        select(Membership.user_id)
+        .where(Membership.namespace_id == namespace_id, Membership.role == Role.owner)
+        .with_for_update()
+    )
+    return len(list(await session.scalars(query)))
+
+
+async def list_members(
+    session: AsyncSession, namespace_id: uuid.UUID, limit: int, after: list[Any] | None
+) -> list[tuple[Membership, User]]:
+    query = (
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.namespace_id == namespace_id)
+        .order_by(func.lower(User.email))
+        .limit(limit + 1)
+    )
+    if after:
+        query = query.where(func.lower(User.email) > str(after[0]))
+    return [(m, u) for m, u in (await session.execute(query)).tuples()]

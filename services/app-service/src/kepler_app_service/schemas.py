@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from kepler_db import Role
 from kepler_kit.names import AppName, NamespaceName, PortName
 from kepler_kit.pagination import Page
 
@@ -53,6 +54,8 @@ class NamespaceCreate(Strict):
 class NamespaceUpdate(Strict):
     display_name: DisplayName | None = None
     description: Description | None = None
+    allow_exec: bool | None = Field(None, description="Whether developers may open terminals into pods")
+    require_deploy_approval: bool | None = Field(None, description="Whether deploys wait for a maintainer")
 
 
 class Namespace(BaseModel):
@@ -63,6 +66,8 @@ class Namespace(BaseModel):
     display_name: str
     description: str
     status: Literal["provisioning", "active", "failed"]
+    allow_exec: bool
+    require_deploy_approval: bool
     created_at: datetime
     updated_at: datetime
 
@@ -128,4 +133,25 @@ class NamespacePage(Page[Namespace]):
 
 
 class AppPage(Page[App]):
+    pass
+
+
+class MemberCreate(Strict):
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+    role: Role
+
+
+class MemberUpdate(Strict):
+    role: Role
+
+
+class Member(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    display_name: str
+    role: Role
+    created_at: datetime
+
+
+class MemberPage(Page[Member]):
     pass

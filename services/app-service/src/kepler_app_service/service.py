@@ -1,7 +1,9 @@
 """Namespace and app lifecycle. Flushes, never commits: the caller's transaction decides."""
 
+import uuid
 from typing import Any
 
+from arq.connections import ArqRedis
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,20 +13,32 @@ from kepler_app_service.schemas import (
     AppCreate,
     AppPage,
     AppUpdate,
+    Member,
+    MemberCreate,
+    MemberPage,
+    MemberUpdate,
     Namespace,
     NamespaceCreate,
     NamespacePage,
     NamespaceUpdate,
 )
 from kepler_db import models
+from kepler_kit.access import publish_access_change
 from kepler_kit.audit import record_audit
 from kepler_kit.errors import BadRequest, Conflict, NotFound
 from kepler_kit.identity import Principal
-from kepler_kit.jobs import enqueue_after_commit
+from kepler_kit.jobs import after_commit, enqueue_after_commit
 from kepler_kit.pagination import PageRequest, page_of
 
 SERVICE = "app-service"
 PROVISION_NAMESPACE = "provision_namespace"
+
+
+def _access_changed(session: AsyncSession, *messages: str) -> None:
+    async def publish(redis: ArqRedis) -> None:
+        await publish_access_change(redis, *messages)
+
+    after_commit(session, publish)
 
 
 def _audit(
@@ -80,6 +94,7 @@ async def update_namespace(
     await session.flush()
     await session.refresh(namespace)
     _audit(session, who, "namespace.update", "namespace", name, name, changed=sorted(changes))
+    _access_changed(session, f"ns:{name}")
     return namespace
 
 
@@ -90,10 +105,17 @@ async def delete_namespace(session: AsyncSession, who: Principal, name: str) -> 
     await session.delete(namespace)
     await session.flush()
     _audit(session, who, "namespace.delete", "namespace", name, name)
+    _access_changed(session, f"ns:{name}")
 
 
-async def list_namespaces(session: AsyncSession, page: PageRequest) -> NamespacePage:
-    rows = await repository.list_namespaces(session, page.limit, page.after)
+async def list_namespaces(session: AsyncSession, who: Principal, page: PageRequest) -> NamespacePage:
+    """Admins see every namespace; everyone else only those they are a member of."""
+    if who.is_admin:
+        rows = await repository.list_namespaces(session, page.limit, page.after)
+    elif who.user_id is not None and who.token_namespace is None:
+        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.after)
+    else:
+        rows = [ns for ns in [await repository.namespace_by_name(session, who.token_namespace or "")] if ns]
     return page_of(NamespacePage, rows, page.limit, lambda ns: [ns.name], Namespace.model_validate)
 
 
@@ -163,3 +185,87 @@ async def list_apps(session: AsyncSession, namespace: models.Namespace, page: Pa
     return page_of(
         AppPage, rows, page.limit, lambda app: [app.name], lambda app: app_out(app, namespace.name)
     )
+
+
+def _member(membership: models.Membership, user: models.User) -> Member:
+    return Member(
+        user_id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=membership.role,
+        created_at=membership.created_at,
+    )
+
+
+async def list_members(session: AsyncSession, namespace: models.Namespace, page: PageRequest) -> MemberPage:
+    rows = await repository.list_members(session, namespace.id, page.limit, page.after)
+    return page_of(
+        MemberPage, rows, page.limit, lambda row: [row[1].email.lower()], lambda row: _member(*row)
+    )
+
+
+async def add_member(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, data: MemberCreate
+) -> Member:
+    user = await repository.user_by_email(session, data.email)
+    if user is None:
+        raise NotFound(f"No user has the email '{data.email}'; they must sign in to Kepler once first.")
+    if await repository.membership(session, namespace.id, user.id):
+        raise Conflict(f"'{user.email}' is already a member of '{namespace.name}'.")
+    membership = models.Membership(user_id=user.id, namespace_id=namespace.id, role=data.role)
+    session.add(membership)
+    await _flush_unique(session, "The membership")
+    await session.refresh(membership)
+    _audit(session, who, "member.add", "member", user.email, namespace.name, role=data.role.value)
+    _access_changed(session, f"user:{user.id}")
+    return _member(membership, user)
+
+
+async def _existing_member(
+    session: AsyncSession, namespace: models.Namespace, user_id: uuid.UUID
+) -> tuple[models.Membership, models.User]:
+    membership = await repository.membership(session, namespace.id, user_id)
+    user = await session.get(models.User, user_id)
+    if membership is None or user is None:
+        raise NotFound(f"That user is not a member of '{namespace.name}'.")
+    return membership, user
+
+
+async def _keep_an_owner(
+    session: AsyncSession, namespace: models.Namespace, membership: models.Membership
+) -> None:
+    if membership.role is models.Role.owner and await repository.owner_count(session, namespace.id) <= 1:
+        raise Conflict(f"'{namespace.name}' must keep at least one owner; make someone else owner first.")
+
+
+async def change_member_role(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, user_id: uuid.UUID, data: MemberUpdate
+) -> Member:
+    membership, user = await _existing_member(session, namespace, user_id)
+    if data.role is not models.Role.owner:
+        await _keep_an_owner(session, namespace, membership)
+    before, membership.role = membership.role, data.role
+    await session.flush()
+    _audit(
+        session,
+        who,
+        "member.update",
+        "member",
+        user.email,
+        namespace.name,
+        before=before.value,
+        role=data.role.value,
+    )
+    _access_changed(session, f"user:{user.id}")
+    return _member(membership, user)
+
+
+async def remove_member(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, user_id: uuid.UUID
+) -> None:
+    membership, user = await _existing_member(session, namespace, user_id)
+    await _keep_an_owner(session, namespace, membership)
+    await session.delete(membership)
+    await session.flush()
+    _audit(session, who, "member.remove", "member", user.email, namespace.name)
+    _access_changed(session, f"user:{user.id}")

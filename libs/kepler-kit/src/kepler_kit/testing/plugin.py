@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from kepler_kit.db import create_engine
 from kepler_kit.jobs import create_arq_pool
 from kepler_kit.testing.database import TestDatabase, create_test_database, drop_test_database
+from kepler_kit.testing.identities import Minter, make_minter
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +107,9 @@ async def arq(redis_url: str, queue_name: str) -> AsyncIterator[ArqRedis]:
 def settings_overrides(database_url: str, redis_url: str, queue_name: str) -> dict[str, Any]:
     """Constructor arguments for any service's settings class, pointing at the test servers."""
     return {"database_url": database_url, "redis_url": redis_url, "queue_name": queue_name, "env": "test"}
+
+
+@pytest.fixture
+async def minter(sessionmaker: async_sessionmaker[AsyncSession]) -> "Minter":
+    """Signs tokens with a key stored in the test's transaction, as the gateway would."""
+    return await make_minter(sessionmaker)

@@ -1,5 +1,7 @@
 """Drive a service in-process: its real lifespan, with the test's transaction and queue swapped in."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kepler_kit.jobs import Sweep, WorkerContext, create_arq_pool
+from kepler_kit.service_app import security_state
 
 
 class _WithState:
@@ -29,9 +32,17 @@ async def service_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app) as state:
         state = {**(state or {}), **overrides}
+        if "sessionmaker" in overrides:
+            state.update(security_state(state["service"], overrides["sessionmaker"]))
+        listener = asyncio.create_task(state["access_control"].listen(state["arq"]))
         transport = httpx.ASGITransport(app=_WithState(app, state), raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            yield client
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                yield client
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
 
 
 async def run_burst_worker(

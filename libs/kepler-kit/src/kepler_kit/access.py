@@ -1,0 +1,260 @@
+"""Live authorisation: users, memberships, sessions and API tokens read from Postgres, cached for a few
+seconds, and evicted at once when another process publishes a change on Redis."""
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kepler_db import ApiToken, AuditOutcome, AuthSession, Membership, Namespace, Role, User
+from kepler_kit.audit import record_audit
+from kepler_kit.errors import Forbidden, NotFound, Unauthorized
+from kepler_kit.identity import (
+    IDENTITY_HEADER,
+    CurrentPrincipal,
+    Principal,
+    anonymous,
+    bearer_token,
+    client_ip,
+)
+from kepler_kit.logging import get_logger
+from kepler_kit.permissions import Action, Caller, Decision, decide
+from kepler_kit.tokens import ACCESS_AUDIENCE, Claims, TokenVerifier, identity_audience
+
+log = get_logger(__name__)
+CHANNEL = "kepler:access"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UserState:
+    id: uuid.UUID
+    email: str
+    active: bool
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class NamespaceAccess:
+    exists: bool
+    role: Role | None = None
+    allow_exec: bool = False
+
+
+class AccessControl:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl: float = 5.0) -> None:
+        self._sessionmaker, self._ttl = sessionmaker, ttl
+        self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    async def _cached(self, key: tuple[str, ...], load: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            value: T = hit[1]
+            return value
+        async with self._sessionmaker() as session:
+            value = await load(session)
+        self._cache[key] = (time.monotonic() + self._ttl, value)
+        return value
+
+    async def user(self, user_id: uuid.UUID) -> UserState | None:
+        async def load(session: AsyncSession) -> UserState | None:
+            user = await session.get(User, user_id)
+            if user is None:
+                return None
+            return UserState(user.id, user.email, user.disabled_at is None, user.is_admin)
+
+        return await self._cached(("user", str(user_id)), load)
+
+    async def namespace_access(self, user_id: uuid.UUID, namespace: str) -> NamespaceAccess:
+        async def load(session: AsyncSession) -> NamespaceAccess:
+            query = (
+                select(Namespace.allow_exec, Membership.role)
+                .outerjoin(
+                    Membership, (Membership.namespace_id == Namespace.id) & (Membership.user_id == user_id)
+                )
+                .where(Namespace.name == namespace)
+            )
+            row = (await session.execute(query)).first()
+            return NamespaceAccess(True, row.role, row.allow_exec) if row else NamespaceAccess(False)
+
+        return await self._cached(("ns", namespace, str(user_id)), load)
+
+    async def session_active(self, session_id: uuid.UUID) -> bool:
+        async def load(session: AsyncSession) -> bool:
+            row = await session.get(AuthSession, session_id)
+            return row is not None and row.revoked_at is None and row.expires_at > datetime.now(UTC)
+
+        return await self._cached(("session", str(session_id)), load)
+
+    async def api_token_active(self, token_id: uuid.UUID) -> bool:
+        async def load(session: AsyncSession) -> bool:
+            query = select(func.count()).where(
+                ApiToken.id == token_id,
+                ApiToken.revoked_at.is_(None),
+                (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > func.now()),
+            )
+            return bool(await session.scalar(query))
+
+        return await self._cached(("token", str(token_id)), load)
+
+    def invalidate(self, message: str) -> None:
+        """`user:<id>`, `ns:<name>`, `session:<id>`, `token:<id>` or `*`."""
+        kind, _, ident = message.partition(":")
+        if kind == "*":
+            self._cache.clear()
+            return
+        for key in [k for k in self._cache if _matches(k, kind, ident)]:
+            self._cache.pop(key, None)
+
+    async def listen(self, redis: Redis) -> None:
+        """Runs for the process's life; after a Redis outage it forgets all: it may have missed news."""
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self._cache.clear()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.invalidate(message["data"].decode())
+            except (RedisError, OSError):
+                log.warning("access_invalidation_lost")
+                await asyncio.sleep(1)
+
+
+def _matches(key: tuple[str, ...], kind: str, ident: str) -> bool:
+    if kind == "user":
+        return (key[0] == "user" and key[1] == ident) or (key[0] == "ns" and key[2] == ident)
+    if kind == "ns":
+        return key[0] == "ns" and key[1] == ident
+    return key[0] == kind and key[1] == ident
+
+
+async def publish_access_change(redis: Redis, *messages: str) -> None:
+    """Tell every process to forget what it cached; the TTL bounds staleness if Redis is down."""
+    with contextlib.suppress(RedisError, OSError):
+        for message in messages:
+            await redis.publish(CHANNEL, message)
+
+
+class ServiceAuthenticator:
+    """A service trusts the gateway's identity token for it, or a client's access token; nothing else."""
+
+    def __init__(self, service: str, verifier: TokenVerifier, access: AccessControl) -> None:
+        self.audience, self.verifier, self.access = identity_audience(service), verifier, access
+
+    async def authenticate(self, request: Request) -> Principal:
+        identity = request.headers.get(IDENTITY_HEADER)
+        if identity:
+            return await principal_for(
+                self.access, await self.verifier.verify(identity, self.audience, "identity"), request
+            )
+        token = bearer_token(request)
+        if token:
+            return await principal_for(
+                self.access, await self.verifier.verify(token, ACCESS_AUDIENCE, "access"), request
+            )
+        return anonymous(request)
+
+
+async def principal_for(access: AccessControl, claims: Claims, request: Request) -> Principal:
+    user = await access.user(claims.sub)
+    if user is None or not user.active:
+        raise Unauthorized("The account is disabled or no longer exists.")
+    if claims.sid and not await access.session_active(claims.sid):
+        raise Unauthorized("The session has ended; sign in again.")
+    if claims.tid and not await access.api_token_active(claims.tid):
+        raise Unauthorized("The API token was revoked or has expired.")
+    return Principal(
+        user_id=user.id,
+        name=user.email,
+        token_id=claims.tid,
+        session_id=claims.sid,
+        scope=claims.scope,
+        token_namespace=claims.token_namespace,
+        is_admin=user.is_admin,
+        client_ip=client_ip(request),
+    )
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a permitted endpoint gets: who, where, and with which role."""
+
+    principal: Principal
+    namespace: str | None
+    role: Role | None
+
+
+def require(action: Action) -> Any:
+    """`Depends(...)` checking `action` in the path's `{namespace}` (if any) for the caller, live."""
+
+    async def check(request: Request, principal: CurrentPrincipal) -> Access:
+        namespace = request.path_params.get("namespace")
+        state = request.state
+        ns_access = NamespaceAccess(True)
+        if namespace and principal.user_id is not None:
+            ns_access = await state.access_control.namespace_access(principal.user_id, namespace)
+        caller = Caller(
+            authenticated=principal.authenticated,
+            is_admin=principal.is_admin,
+            scope=principal.scope,
+            token_namespace=principal.token_namespace,
+            role=ns_access.role,
+        )
+        decision = decide(action, caller, namespace, ns_access.allow_exec)
+        if decision is Decision.allow:
+            return Access(principal, namespace, ns_access.role)
+        await _audit_denial(state, principal, action, namespace, decision)
+        raise _denial(decision, namespace)
+
+    check.kepler_action = action.value  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+def public() -> Any:
+    """Marks an endpoint that needs no identity (login, webhooks that check their own secret)."""
+
+    async def check() -> None:
+        return None
+
+    check.kepler_action = "public"  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+def _denial(decision: Decision, namespace: str | None) -> Exception:
+    if decision is Decision.unauthenticated:
+        return Unauthorized("Sign in, or send an access or API token.")
+    if decision is Decision.hidden:
+        return NotFound(f"Namespace '{namespace}' does not exist.")
+    return Forbidden("Your role in this namespace does not allow this.")
+
+
+async def _audit_denial(
+    state: Any, principal: Principal, action: Action, namespace: str | None, decision: Decision
+) -> None:
+    """Denials are audited in a transaction of their own: the request's will roll back."""
+    if not principal.authenticated:
+        return
+    async with state.sessionmaker() as session:
+        record_audit(
+            session,
+            principal,
+            service=state.service,
+            action=action.value,
+            target_type="namespace" if namespace else "platform",
+            target=namespace or "-",
+            namespace=namespace,
+            outcome=AuditOutcome.denied,
+            detail={"decision": decision.value},
+        )
+        await session.commit()

@@ -1,0 +1,197 @@
+"""Every operation of every service × every kind of caller, generated from the OpenAPI documents.
+
+A new route without a declared permission fails `test_every_operation_declares_a_permission`; a route
+that declares one but does not enforce it fails the matrix.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+from kepler_alert_service.app import create_app as alert_app
+from kepler_alert_service.settings import AlertServiceSettings
+from kepler_app_service.app import create_app as app_app
+from kepler_app_service.settings import AppServiceSettings
+from kepler_build_service.app import create_app as build_app
+from kepler_build_service.settings import BuildServiceSettings
+from kepler_db import App, Namespace, NamespaceStatus, Role, TokenScope, User
+from kepler_kit.permissions import PERMISSIONS, ROLE_RANK, SCOPE_RANK, Action
+from kepler_kit.testing.identities import Minter, make_member, make_user
+from kepler_kit.testing.services import service_client
+from kepler_terminal_service.app import create_app as terminal_app
+from kepler_terminal_service.settings import TerminalServiceSettings
+
+SERVICES: dict[str, Callable[[dict[str, Any]], FastAPI]] = {
+    "app-service": lambda kw: app_app(AppServiceSettings(**kw)),
+    "build-service": lambda kw: build_app(BuildServiceSettings(**kw)),
+    "alert-service": lambda kw: alert_app(AlertServiceSettings(**kw)),
+    "terminal-service": lambda kw: terminal_app(TerminalServiceSettings(**kw)),
+}
+METHODS = ("get", "post", "put", "patch", "delete")
+
+# The reviewed permission of every operation. A new route must be added here, deliberately.
+REVIEWED: dict[str, str] = {
+    "getAppServiceStatus": "status.view",
+    "getBuildServiceStatus": "status.view",
+    "getAlertServiceStatus": "status.view",
+    "getTerminalServiceStatus": "status.view",
+    "createNamespace": "namespace.create",
+    "listNamespaces": "namespace.list",
+    "getNamespace": "namespace.view",
+    "updateNamespace": "namespace.update",
+    "deleteNamespace": "namespace.delete",
+    "listMembers": "member.view",
+    "addMember": "member.manage",
+    "changeMemberRole": "member.manage",
+    "removeMember": "member.manage",
+    "createApp": "app.create",
+    "listApps": "app.view",
+    "getApp": "app.view",
+    "updateApp": "app.update",
+    "deleteApp": "app.delete",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    label: str
+    role: Role | None = None  # in team-a
+    admin: bool = False
+    scope: TokenScope | None = None
+    anonymous: bool = False
+    outsider: bool = False  # owner of team-b only
+
+
+CALLERS = [
+    Caller("anonymous", anonymous=True),
+    Caller("viewer", Role.viewer),
+    Caller("developer", Role.developer),
+    Caller("maintainer", Role.maintainer),
+    Caller("owner", Role.owner),
+    Caller("other-namespace-owner", outsider=True),
+    Caller("admin", admin=True),
+    Caller("owner-read-token", Role.owner, scope=TokenScope.read),
+]
+
+
+def expected(action: str, caller: Caller) -> int | None:
+    """The status an authorisation failure must produce, or None when the call must get through."""
+    if action == "public":
+        return None
+    if caller.anonymous:
+        return 401
+    rule = PERMISSIONS[Action(action)]
+    if caller.scope is not None and SCOPE_RANK[caller.scope] < SCOPE_RANK[rule.scope]:
+        return 403
+    if rule.level == "authenticated":
+        return None
+    if rule.level == "admin":
+        return None if caller.admin else 403
+    if caller.admin:
+        return None
+    if caller.role is None:
+        return 404
+    assert isinstance(rule.level, Role)
+    return None if ROLE_RANK[caller.role] >= ROLE_RANK[rule.level] else 403
+
+
+def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
+    paths = app.openapi()["paths"]
+    return [(m, p, op) for p, ops in paths.items() for m, op in ops.items() if m in METHODS]
+
+
+def concrete(path: str, member_id: uuid.UUID) -> str:
+    return path.format(namespace="team-a", app="web", user_id=member_id, pod="web-1")
+
+
+class World:
+    """team-a with one app and a member of each role; team-b owned by an outsider; a platform admin."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+
+    async def build(self, session: AsyncSession) -> None:
+        for name in ("team-a", "team-b"):
+            session.add(Namespace(name=name, status=NamespaceStatus.active))
+        await session.flush()
+        team_a = await session.scalar(Namespace.__table__.select().where(Namespace.name == "team-a"))
+        assert team_a is not None
+        session.add(App(namespace_id=team_a, name="web", git_url="https://g.example/web.git", ports=[]))
+        self.users["admin"] = await make_user(session, "admin@example.com", is_admin=True)
+        for role in Role:
+            self.users[role.value] = user = await make_user(session, f"{role.value}@example.com")
+            await make_member(session, user, "team-a", role)
+        self.users["outsider"] = outsider = await make_user(session, "outsider@example.com")
+        await make_member(session, outsider, "team-b", Role.owner)
+        await session.flush()
+
+    def headers(self, minter: Minter, caller: Caller, service: str) -> dict[str, str]:
+        if caller.anonymous:
+            return {}
+        user = self.users["admin" if caller.admin else "outsider" if caller.outsider else str(caller.role)]
+        return minter.identity(user, service, scope=caller.scope, token_id=None)
+
+
+@pytest.fixture
+async def world(session: AsyncSession) -> World:
+    world = World()
+    await world.build(session)
+    return world
+
+
+@pytest.fixture(params=list(SERVICES))
+async def service(
+    request: pytest.FixtureRequest,
+    settings_overrides: dict[str, Any],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+) -> AsyncIterator[tuple[str, FastAPI, httpx.AsyncClient]]:
+    name: str = request.param
+    app = SERVICES[name](settings_overrides)
+    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
+        yield name, app, client
+
+
+def test_every_operation_declares_the_reviewed_permission(settings_overrides: dict[str, Any]) -> None:
+    declared = {
+        operation["operationId"]: operation.get("x-kepler-permission")
+        for factory in SERVICES.values()
+        for _, _, operation in operations(factory(settings_overrides))
+    }
+    assert declared == REVIEWED
+
+
+async def test_authorization_matrix(
+    service: tuple[str, FastAPI, httpx.AsyncClient],
+    world: World,
+    minter: Minter,
+    db_connection: AsyncConnection,
+) -> None:
+    name, app, client = service
+    failures: list[str] = []
+    for method, path, operation in operations(app):
+        for caller in CALLERS:
+            savepoint = await db_connection.begin_nested()  # each call sees the same world
+            url = concrete(path, world.users["viewer"].id)
+            body = {} if method in ("post", "put", "patch") else None
+            response = await client.request(
+                method, url, json=body, headers=world.headers(minter, caller, name)
+            )
+            await savepoint.rollback()
+            want = expected(operation["x-kepler-permission"], caller)
+            got = response.status_code
+            denied = got in (401, 403) or (
+                got == 404 and "does not exist" in response.text and "Namespace" in response.text
+            )
+            if (want is None and denied) or (want is not None and got != want):
+                failures.append(
+                    f"{method.upper()} {path} as {caller.label}: want {want or 'allowed'}, got {got}"
+                )
+    assert failures == []
