@@ -180,7 +180,8 @@ async def test_authorization_matrix(
         for caller in CALLERS:
             savepoint = await db_connection.begin_nested()  # each call sees the same world
             url = concrete(path, world.users["viewer"].id)
-            body = {} if method in ("post", "put", "patch") else None
+            body: dict[str, Any] | None = {} if method in ("post", "put", "patch") else None
+
             response = await client.request(
                 method, url, json=body, headers=world.headers(minter, caller, name)
             )

@@ -29,10 +29,18 @@ async def anonymous_client(
 
 
 @pytest.fixture
-async def client(anonymous_client: httpx.AsyncClient, minter: Minter, admin: User) -> httpx.AsyncClient:
+async def client(
+    settings_overrides: dict[str, Any],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+    minter: Minter,
+    admin: User,
+) -> AsyncIterator[httpx.AsyncClient]:
     """A platform admin calling through the gateway."""
-    anonymous_client.headers.update(minter.identity(admin, "app-service"))
-    return anonymous_client
+    app = create_app(AppServiceSettings(**settings_overrides))
+    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
+        client.headers.update(minter.identity(admin, "app-service"))
+        yield client
 
 
 class Worker:

@@ -97,4 +97,4 @@ async def list_members(
     )
     if after:
         query = query.where(func.lower(User.email) > str(after[0]))
-    return [(m, u) for m, u in (await session.execute(query)).tuples()]
+    return [(m, u) for m, u in (await session.execute(query)).all()]

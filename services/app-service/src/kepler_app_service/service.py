@@ -79,7 +79,11 @@ async def create_namespace(session: AsyncSession, who: Principal, data: Namespac
     )
     session.add(namespace)
     await _flush_unique(session, f"Namespace '{data.name}'")
+    if who.user_id is not None:
+        session.add(models.Membership(user_id=who.user_id, namespace_id=namespace.id, role=models.Role.owner))
+        await session.flush()
     enqueue_after_commit(session, PROVISION_NAMESPACE, str(namespace.id))
+
     _audit(session, who, "namespace.create", "namespace", data.name, data.name)
     return namespace
 
