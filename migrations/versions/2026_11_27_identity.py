@@ -106,6 +106,19 @@ def upgrade() -> None:
     op.add_column("users", sa.Column("oidc_issuer", sa.String(length=2048), nullable=True))
     op.add_column("users", sa.Column("oidc_subject", sa.String(length=255), nullable=True))
     op.add_column("users", sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "users",
+        sa.Column(
+            "idp_groups",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'[]'::jsonb"),
+            nullable=False,
+        ),
+    )
+    op.add_column(
+        "memberships", sa.Column("source", sa.String(length=16), server_default="manual", nullable=False)
+    )
+
     op.create_unique_constraint(
         op.f("uq_users_oidc_issuer_oidc_subject"), "users", ["oidc_issuer", "oidc_subject"]
     )
@@ -113,7 +126,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_constraint(op.f("uq_users_oidc_issuer_oidc_subject"), "users", type_="unique")
+    op.drop_column("memberships", "source")
+    op.drop_column("users", "idp_groups")
     op.drop_column("users", "last_login_at")
+
     op.drop_column("users", "oidc_subject")
     op.drop_column("users", "oidc_issuer")
     op.drop_column("namespaces", "require_deploy_approval")

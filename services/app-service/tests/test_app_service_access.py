@@ -74,7 +74,9 @@ class TestBadTokens:
     ) -> None:
         owner = team["owner"]
         signing_key = minter.issuer.keyring.signing_key
-        assert signing_key is not None and signing_key.kid is not None
+        assert signing_key is not None
+        assert signing_key.kid is not None
+
         kid = signing_key.kid
         stranger_key = ECKey.generate_key("P-256", parameters={"kid": kid})
 

@@ -55,7 +55,7 @@ class AuditOutcome(enum.StrEnum):
 
 
 class User(Timestamped, Base):
-    """Written by the api-gateway (identity)."""
+    """Written by the api-gateway (identity); `idp_groups` is the group claim of the last OIDC login."""
 
     __tablename__ = "users"
     __table_args__ = (
@@ -71,6 +71,8 @@ class User(Timestamped, Base):
     disabled_at: Mapped[datetime | None]
     oidc_issuer: Mapped[str | None] = mapped_column(String(2048))
     oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    idp_groups: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'::jsonb"))
+
     last_login_at: Mapped[datetime | None]
 
 
@@ -92,7 +94,7 @@ class Namespace(Timestamped, Base):
 
 
 class Membership(Timestamped, Base):
-    """Written by the api-gateway (access control)."""
+    """Written by app-service (tenancy): by hand (`source=manual`) or from IdP groups (`source=idp`)."""
 
     __tablename__ = "memberships"
 
@@ -101,6 +103,7 @@ class Membership(Timestamped, Base):
         ForeignKey("namespaces.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[Role] = mapped_column(_enum(Role, "membership_role"))
+    source: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
 
 
 class App(Timestamped, Base):

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_db import ApiToken, AuditOutcome, AuthSession, Membership, Namespace, Role, User
-from kepler_kit.audit import record_audit
+from kepler_kit.audit import record_audit_now
 from kepler_kit.errors import Forbidden, NotFound, Unauthorized
 from kepler_kit.identity import (
     IDENTITY_HEADER,
@@ -166,7 +166,8 @@ class ServiceAuthenticator:
         return anonymous(request)
 
 
-async def principal_for(access: AccessControl, claims: Claims, request: Request) -> Principal:
+async def principal_for(access: AccessControl, claims: Claims, request: Request | None) -> Principal:
+
     user = await access.user(claims.sub)
     if user is None or not user.active:
         raise Unauthorized("The account is disabled or no longer exists.")
@@ -182,7 +183,7 @@ async def principal_for(access: AccessControl, claims: Claims, request: Request)
         scope=claims.scope,
         token_namespace=claims.token_namespace,
         is_admin=user.is_admin,
-        client_ip=client_ip(request),
+        client_ip=client_ip(request) if request is not None else None,
     )
 
 
@@ -199,7 +200,8 @@ def require(action: Action) -> Any:
     """`Depends(...)` checking `action` in the path's `{namespace}` (if any) for the caller, live."""
 
     async def check(request: Request, principal: CurrentPrincipal) -> Access:
-        namespace = request.path_params.get("namespace")
+        namespace = request.path_params.get("namespace") or request.query_params.get("namespace")
+
         state = request.state
         ns_access = NamespaceAccess(True)
         if namespace and principal.user_id is not None:
@@ -245,16 +247,14 @@ async def _audit_denial(
     """Denials are audited in a transaction of their own: the request's will roll back."""
     if not principal.authenticated:
         return
-    async with state.sessionmaker() as session:
-        record_audit(
-            session,
-            principal,
-            service=state.service,
-            action=action.value,
-            target_type="namespace" if namespace else "platform",
-            target=namespace or "-",
-            namespace=namespace,
-            outcome=AuditOutcome.denied,
-            detail={"decision": decision.value},
-        )
-        await session.commit()
+    await record_audit_now(
+        state.sessionmaker,
+        principal,
+        service=state.service,
+        action=action.value,
+        target_type="namespace" if namespace else "platform",
+        target=namespace or "-",
+        namespace=namespace,
+        outcome=AuditOutcome.denied,
+        detail={"decision": decision.value},
+    )

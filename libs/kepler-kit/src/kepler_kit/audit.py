@@ -3,7 +3,7 @@
 import ipaddress
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_db import AuditEvent, AuditOutcome
 from kepler_kit.context import current_request_id
@@ -45,3 +45,12 @@ def record_audit(
             detail=detail or {},
         )
     )
+
+
+async def record_audit_now(
+    sessionmaker: async_sessionmaker[AsyncSession], principal: Principal, **event: Any
+) -> None:
+    """For outcomes whose request transaction rolls back (denials, failed logins): its own transaction."""
+    async with sessionmaker() as session:
+        record_audit(session, principal, **event)
+        await session.commit()

@@ -35,9 +35,12 @@ class KeplerError(Exception):
     code = "internal-error"
     title = "Internal server error"
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
 
     def problem(self, instance: str | None, request_id: str | None) -> Problem:

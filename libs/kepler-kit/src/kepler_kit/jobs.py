@@ -43,9 +43,15 @@ def job_id(function: str, *args: str) -> str:
     return ":".join((function, *args))
 
 
+def service_queue(service: str) -> str:
+    """The queue a service's worker consumes: other services enqueue there to hand it work."""
+    return f"kepler:{service}"
+
+
 def enqueue_after_commit(
     session: AsyncSession, function: str, *args: str, queue_name: str | None = None
 ) -> None:
+
     request = JobRequest(function, tuple(args), queue_name, current_request_id())
     session.info.setdefault(_PENDING, []).append(request)
 
@@ -64,16 +70,22 @@ def drop_pending_jobs(session: AsyncSession) -> None:
     session.info.pop(_AFTER_COMMIT, None)
 
 
-async def flush_pending_jobs(session: AsyncSession, arq: ArqRedis, default_queue: str | None) -> None:
+async def flush_pending_jobs(session: AsyncSession, arq: ArqRedis, override_queue: str | None) -> None:
     for request in session.info.pop(_PENDING, []):
-        await enqueue(arq, request, default_queue)
+        await enqueue(arq, request, override_queue)
+
     for callback in session.info.pop(_AFTER_COMMIT, []):
         await callback(arq)
 
 
-async def enqueue(arq: ArqRedis, request: JobRequest, default_queue: str | None) -> bool:
-    """False when a job with the same id is already queued, running, or kept as a result."""
-    queue = request.queue_name or default_queue or arq.default_queue_name
+async def enqueue(arq: ArqRedis, request: JobRequest, override_queue: str | None) -> bool:
+    """False when a job with the same id is already queued, running, or kept as a result.
+
+    `override_queue` (KEPLER_QUEUE_NAME, set by tests) sends every job to one queue; otherwise a job goes
+    to the queue it names (another service's) or to this process's own.
+    """
+    queue = override_queue or request.queue_name or arq.default_queue_name
+
     kwargs: dict[str, Any] = {"request_id": request.request_id} if request.request_id else {}
     job = await arq.enqueue_job(
         request.function, *request.args, _job_id=request.job_id, _queue_name=queue, **kwargs

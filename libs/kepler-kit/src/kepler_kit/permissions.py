@@ -16,6 +16,9 @@ SCOPE_RANK = {TokenScope.read: 1, TokenScope.write: 2, TokenScope.admin: 3}
 class Action(enum.StrEnum):
     # platform level
     status_view = "status.view"
+    account_view = "account.view"
+    account_manage = "account.manage"
+
     namespace_list = "namespace.list"
     namespace_create = "namespace.create"
     audit_view_all = "audit.view_all"
@@ -65,6 +68,9 @@ class Rule:
 _R, _W, _A = TokenScope.read, TokenScope.write, TokenScope.admin
 PERMISSIONS: dict[Action, Rule] = {
     Action.status_view: Rule("authenticated", _R),
+    Action.account_view: Rule("authenticated", _R),
+    Action.account_manage: Rule("authenticated", _A),
+
     Action.namespace_list: Rule("authenticated", _R),
     Action.namespace_create: Rule("admin", _A),
     Action.audit_view_all: Rule("admin", _R),
@@ -127,6 +133,9 @@ def decide(
         return Decision.forbidden
     if not isinstance(rule.level, Role):
         return Decision.allow if rule.level == "authenticated" or caller.is_admin else Decision.forbidden
+    if namespace is None and not caller.is_admin:
+        return Decision.forbidden  # a namespaced action asked about no namespace: only admins span them all
+
     return _namespaced(rule, rule.level, caller, allow_exec)
 
 

@@ -33,7 +33,7 @@ def problem_response(
 
 async def _kepler_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KeplerError)
-    return problem_response(exc, request.url.path)
+    return problem_response(exc, request.url.path, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

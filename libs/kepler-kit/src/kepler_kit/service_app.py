@@ -15,7 +15,7 @@ from kepler_kit.access import AccessControl, ServiceAuthenticator
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.errors import PROBLEM_JSON, Problem
 from kepler_kit.health import ReadinessCheck, database_check, health_router, redis_check, status_router
-from kepler_kit.jobs import create_arq_pool
+from kepler_kit.jobs import create_arq_pool, service_queue
 from kepler_kit.logging import configure_logging
 from kepler_kit.middleware import RequestContextMiddleware
 from kepler_kit.problems import UnhandledErrorMiddleware, install_problem_handlers
@@ -106,7 +106,7 @@ def _lifespan(
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
-        arq = await create_arq_pool(settings.redis_url, settings.queue_name or f"kepler:{service}")
+        arq = await create_arq_pool(settings.redis_url, settings.queue_name or service_queue(service))
         state: dict[str, Any] = {
             "service": service,
             "settings": settings,

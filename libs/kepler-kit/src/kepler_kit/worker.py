@@ -7,7 +7,7 @@ from arq.cron import cron
 from arq.typing import WorkerCoroutine
 
 from kepler_kit.db import create_engine, create_sessionmaker
-from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, sweep
+from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, service_queue, sweep
 from kepler_kit.logging import configure_logging
 from kepler_kit.settings import KeplerSettings
 
@@ -22,7 +22,7 @@ def worker_settings(
     queue_name: str | None = None,
 ) -> type:
     """Build the class arq's CLI expects (`arq kepler_x.tasks.WorkerSettings`)."""
-    queue = settings.queue_name or queue_name or f"kepler:{service}"
+    queue = settings.queue_name or queue_name or service_queue(service)
 
     async def on_startup(ctx: WorkerContext) -> None:
         configure_logging(f"{service}-worker", settings.log_level, settings.log_json)

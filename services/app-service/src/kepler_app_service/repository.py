@@ -98,3 +98,13 @@ async def list_members(
     if after:
         query = query.where(func.lower(User.email) > str(after[0]))
     return [(m, u) for m, u in (await session.execute(query)).all()]
+
+
+async def namespaces_named(session: AsyncSession, names: list[str]) -> list[Namespace]:
+    return list(await session.scalars(select(Namespace).where(Namespace.name.in_(names))))
+
+
+async def memberships_of_user(session: AsyncSession, user_id: uuid.UUID) -> list[Membership]:
+    return list(
+        await session.scalars(select(Membership).where(Membership.user_id == user_id).with_for_update())
+    )

@@ -273,3 +273,54 @@ async def remove_member(
     await session.flush()
     _audit(session, who, "member.remove", "member", user.email, namespace.name)
     _access_changed(session, f"user:{user.id}")
+
+
+def desired_roles(groups: list[str], mapping: dict[str, str]) -> dict[str, models.Role]:
+    """The strongest role each namespace gets from the user's IdP groups."""
+    rank = {role: i for i, role in enumerate(models.Role.__members__.values())}  # owner first
+    wanted: dict[str, models.Role] = {}
+    for group in groups:
+        namespace, _, role_name = mapping.get(group, "").partition(":")
+        if namespace and role_name in models.Role.__members__:
+            role = models.Role(role_name)
+            if namespace not in wanted or rank[role] < rank[wanted[namespace]]:
+                wanted[namespace] = role
+    return wanted
+
+
+async def sync_idp_memberships(session: AsyncSession, user_id: uuid.UUID, mapping: dict[str, str]) -> int:
+    """Make the user's `idp` memberships match their groups; memberships given by hand are left alone."""
+    user = await session.get(models.User, user_id)
+    if user is None:
+        return 0
+    wanted = desired_roles([str(g) for g in user.idp_groups], mapping)
+    ids = {ns.name: ns.id for ns in await repository.namespaces_named(session, list(wanted))}
+    current = {m.namespace_id: m for m in await repository.memberships_of_user(session, user_id)}
+    changes = 0
+    for membership in current.values():
+        if membership.source == "idp" and membership.namespace_id not in {ids.get(n) for n in wanted}:
+            await session.delete(membership)
+            changes += 1
+    for name, role in wanted.items():
+        changes += _apply_idp_role(session, user_id, ids.get(name), role, current)
+    await session.flush()
+    if changes:
+        _access_changed(session, f"user:{user_id}")
+    return changes
+
+
+def _apply_idp_role(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    namespace_id: uuid.UUID | None,
+    role: models.Role,
+    current: dict[uuid.UUID, models.Membership],
+) -> int:
+    existing = current.get(namespace_id) if namespace_id else None
+    if namespace_id is None or (existing is not None and (existing.source != "idp" or existing.role is role)):
+        return 0
+    if existing is None:
+        session.add(models.Membership(user_id=user_id, namespace_id=namespace_id, role=role, source="idp"))
+    else:
+        existing.role = role
+    return 1

@@ -1,5 +1,7 @@
 """app-service jobs. `arq kepler_app_service.tasks.WorkerSettings` runs them."""
 
+import uuid
+
 from kepler_app_service import repository, service
 from kepler_app_service.settings import AppServiceSettings
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
@@ -7,6 +9,7 @@ from kepler_kit.logging import get_logger
 from kepler_kit.worker import worker_settings
 
 log = get_logger(__name__)
+SETTINGS = AppServiceSettings()
 
 
 @job
@@ -22,6 +25,15 @@ async def provision_namespace(ctx: WorkerContext, namespace_id: str) -> bool:
     return changed
 
 
-FUNCTIONS = [provision_namespace]
+@job
+async def sync_idp_memberships(ctx: WorkerContext, user_id: str) -> int:
+    """Enqueued by the gateway after an OIDC login: the user's groups become namespace roles."""
+    async with session_scope(ctx) as session:
+        changes = await service.sync_idp_memberships(session, uuid.UUID(user_id), SETTINGS.idp_group_roles)
+    log.info("idp_memberships_synced", user_id=user_id, changes=changes)
+    return changes
+
+
+FUNCTIONS = [provision_namespace, sync_idp_memberships]
 SWEEPS = [Sweep(service.PROVISION_NAMESPACE, repository.provisioning_namespaces)]
-WorkerSettings = worker_settings(service.SERVICE, AppServiceSettings(), FUNCTIONS, SWEEPS)
+WorkerSettings = worker_settings(service.SERVICE, SETTINGS, FUNCTIONS, SWEEPS)
