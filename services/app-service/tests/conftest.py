@@ -50,8 +50,10 @@ class Worker:
         self, redis_url: str, queue_name: str, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         self.redis_url, self.queue_name, self.sessionmaker = redis_url, queue_name, sessionmaker
+        self.settings: AppServiceSettings | None = None
 
     async def run(self) -> int:
+
         return await run_burst_worker(
             FUNCTIONS,
             redis_url=self.redis_url,
@@ -59,6 +61,7 @@ class Worker:
             sessionmaker=self.sessionmaker,
             sweeps=SWEEPS,
             service="app-service",
+            settings=self.settings,
         )
 
 

@@ -111,6 +111,7 @@ class WorkerContext(TypedDict, total=False):
     queue_name: str
     sessionmaker: async_sessionmaker[AsyncSession]
     sweeps: Sequence["Sweep"]
+    settings: Any  # the service's own settings class
 
 
 @asynccontextmanager

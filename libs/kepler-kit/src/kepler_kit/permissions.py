@@ -70,7 +70,6 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.status_view: Rule("authenticated", _R),
     Action.account_view: Rule("authenticated", _R),
     Action.account_manage: Rule("authenticated", _A),
-
     Action.namespace_list: Rule("authenticated", _R),
     Action.namespace_create: Rule("admin", _A),
     Action.audit_view_all: Rule("admin", _R),

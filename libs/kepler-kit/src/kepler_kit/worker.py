@@ -27,7 +27,8 @@ def worker_settings(
     async def on_startup(ctx: WorkerContext) -> None:
         configure_logging(f"{service}-worker", settings.log_level, settings.log_json)
         engine = create_engine(settings.database_url, pool_size=2)
-        ctx.update({"service": service, "queue_name": queue, "sweeps": sweeps})
+        ctx.update({"service": service, "queue_name": queue, "sweeps": sweeps, "settings": settings})
+
         ctx["sessionmaker"] = create_sessionmaker(engine)
         ctx["engine"] = engine  # type: ignore[typeddict-unknown-key]
         await sweep(ctx)

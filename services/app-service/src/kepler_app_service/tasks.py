@@ -9,7 +9,11 @@ from kepler_kit.logging import get_logger
 from kepler_kit.worker import worker_settings
 
 log = get_logger(__name__)
-SETTINGS = AppServiceSettings()
+
+
+def _settings(ctx: WorkerContext) -> AppServiceSettings:
+    settings = ctx.get("settings")
+    return settings if isinstance(settings, AppServiceSettings) else AppServiceSettings()
 
 
 @job
@@ -29,11 +33,13 @@ async def provision_namespace(ctx: WorkerContext, namespace_id: str) -> bool:
 async def sync_idp_memberships(ctx: WorkerContext, user_id: str) -> int:
     """Enqueued by the gateway after an OIDC login: the user's groups become namespace roles."""
     async with session_scope(ctx) as session:
-        changes = await service.sync_idp_memberships(session, uuid.UUID(user_id), SETTINGS.idp_group_roles)
+        changes = await service.sync_idp_memberships(
+            session, uuid.UUID(user_id), _settings(ctx).idp_group_roles
+        )
     log.info("idp_memberships_synced", user_id=user_id, changes=changes)
     return changes
 
 
 FUNCTIONS = [provision_namespace, sync_idp_memberships]
 SWEEPS = [Sweep(service.PROVISION_NAMESPACE, repository.provisioning_namespaces)]
-WorkerSettings = worker_settings(service.SERVICE, SETTINGS, FUNCTIONS, SWEEPS)
+WorkerSettings = worker_settings(service.SERVICE, AppServiceSettings(), FUNCTIONS, SWEEPS)

@@ -53,6 +53,7 @@ async def run_burst_worker(
     sessionmaker: async_sessionmaker[AsyncSession],
     sweeps: Sequence[Sweep] = (),
     service: str = "test",
+    settings: Any = None,
 ) -> int:
     """Run every queued job once, one at a time as they share the test's connection; returns jobs completed.
 
@@ -63,7 +64,9 @@ async def run_burst_worker(
         "queue_name": queue_name,
         "sessionmaker": sessionmaker,
         "sweeps": sweeps,
+        "settings": settings,
     }
+
     pool = await create_arq_pool(redis_url, queue_name)
     worker = Worker(
         functions=list(functions),
