@@ -1,0 +1,55 @@
+"""`python -m kepler_kubefake --port 0 --ready-delay 2`: run the fake until SIGINT/SIGTERM.
+
+The first line on stdout is the server URL, so a supervisor (the sandbox) can read where it listens.
+"""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from kepler_kubefake.server import KubeFake
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kepler_kubefake", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ready-delay", type=float, default=2.0, help="real seconds before a pod is Ready")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per Kubernetes second")
+    parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument("--kubeconfig", type=Path, default=None, help="also write a kubeconfig here")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with KubeFake.start(
+        host=args.host,
+        port=args.port,
+        ready_delay=args.ready_delay,
+        time_scale=args.time_scale,
+        token=args.token,
+    ) as fake:
+        if args.kubeconfig:
+            fake.write_kubeconfig(args.kubeconfig)
+        sys.stdout.write(fake.url + "\n")
+        sys.stdout.flush()
+        logging.getLogger("kepler_kubefake").info("simulated Kubernetes API server listening on %s", fake.url)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    asyncio.run(serve(_arguments(argv)))
+
+
+if __name__ == "__main__":
+    main()

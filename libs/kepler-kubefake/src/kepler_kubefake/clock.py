@@ -1,0 +1,28 @@
+"""Time as the fake sees it: wall-clock timestamps for objects, and a scalable clock for Kubernetes durations.
+
+`time_scale` is real seconds per Kubernetes second: with 0.01 a `progressDeadlineSeconds: 600` expires after 6
+real seconds, so tests exercise deadlines without waiting for them.
+"""
+
+import time
+from datetime import UTC, datetime
+
+
+def rfc3339(epoch: float | None = None) -> str:
+    """Second precision and a `Z`, as the API server formats `metav1.Time`."""
+    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Clock:
+    def __init__(self, time_scale: float = 1.0) -> None:
+        self.time_scale = time_scale
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def real_seconds(self, kubernetes_seconds: float) -> float:
+        return kubernetes_seconds * self.time_scale
+
+    def timestamp(self) -> str:
+        return rfc3339()

@@ -1,0 +1,341 @@
+"""The controllers: Deployment → ReplicaSets → Pods, run as one background task that reacts to store changes.
+
+Like the real controller manager it is level-triggered: a change marks the objects it affects dirty, and a
+reconcile re-derives everything from current state, so repeated or coalesced wake-ups are harmless. Timers
+(pods turning Ready, crash loops, progress deadlines) are wake-ups scheduled on the event loop.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from kepler_kubefake.clock import Clock
+from kepler_kubefake.events import EventRecorder
+from kepler_kubefake.kinds import Obj, ResourceKind
+from kepler_kubefake.kubelet import Kubelet, PodBehaviour, behaviour_from_images
+from kepler_kubefake.resources import Api
+from kepler_kubefake.rollout import PROGRESSING, RolloutInput, deployment_status, get_condition, has_deadline
+from kepler_kubefake.store import Change
+from kepler_kubefake.workloads import (
+    DESIRED_REPLICAS,
+    HASH_LABEL,
+    REVISION,
+    max_unavailable,
+    new_pod,
+    new_replicaset,
+    pod_ready,
+    pod_template_hash,
+    revision,
+    spec_of,
+    status_int,
+)
+
+log = logging.getLogger("kepler_kubefake.controller")
+DirtyKey = tuple[str, str, str]  # (Kind, namespace, name)
+
+
+class Controller:
+    def __init__(self, api: Api, clock: Clock, ready_delay: float, crash_period: float = 10.0) -> None:
+        self.api, self.clock = api, clock
+        self.deployments = api.registry.named("Deployment")
+        self.replicasets = api.registry.named("ReplicaSet")
+        self.pods = api.registry.named("Pod")
+        self.events = EventRecorder(api)
+        self.kubelet = Kubelet(api, self.events, clock, ready_delay, crash_period)
+        self.errors: list[str] = []
+        self._overrides: dict[tuple[str, str], PodBehaviour] = {}
+        self._progress_at: dict[str, float] = {}
+        self._hashes: dict[tuple[str, int, int], str] = {}
+        self._dirty: dict[DirtyKey, None] = {}
+        self._wake = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._task: asyncio.Task[None] | None = None
+        api.store.listen(self._on_change)
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="kubefake-controller")
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def set_behaviour(self, namespace: str, deployment: str, behaviour: PodBehaviour | None) -> None:
+        if behaviour is None:
+            self._overrides.pop((namespace, deployment), None)
+        else:
+            self._overrides[(namespace, deployment)] = behaviour
+        for pod in self.api.store.objects(self.pods, namespace):
+            self.mark(("Pod", namespace, pod["metadata"]["name"]))
+
+    # ---- scheduling
+
+    def mark(self, key: DirtyKey) -> None:
+        self._dirty[key] = None
+        self._wake.set()
+
+    def later(self, delay: float, key: DirtyKey) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.mark(key)
+
+        handle = loop.call_later(max(0.0, delay), fire)
+        self._timers.add(handle)
+
+    def _on_change(self, change: Change) -> None:
+        meta = change.obj["metadata"]
+        namespace = meta.get("namespace", "")
+        kind = change.kind.kind
+        if kind in ("Deployment", "ReplicaSet", "Pod") and change.type != "DELETED":
+            self.mark((kind, namespace, meta["name"]))
+        if kind == "Pod" and change.type == "DELETED":
+            self.kubelet.forget(meta["uid"])
+        if kind in ("ReplicaSet", "Pod"):
+            for ref in meta.get("ownerReferences") or []:
+                if ref.get("controller") and ref.get("kind") in ("Deployment", "ReplicaSet"):
+                    self.mark((ref["kind"], namespace, ref["name"]))
+
+    async def _run(self) -> None:
+        reconcilers: dict[str, Callable[[str, str], None]] = {
+            "Deployment": self._sync_deployment,
+            "ReplicaSet": self._sync_replicaset,
+            "Pod": self._sync_pod,
+        }
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._dirty:
+                key = next(iter(self._dirty))
+                del self._dirty[key]
+                self._reconcile(reconcilers[key[0]], key)
+                await asyncio.sleep(
+                    0
+                )  # let API requests in between: a busy controller must not stall clients
+
+    def _reconcile(self, reconcile: Callable[[str, str], None], key: DirtyKey) -> None:
+        """One object; a bug in the fake is logged and kept for tests to see, never fatal to the loop."""
+        try:
+            reconcile(key[1], key[2])
+        except Exception as exc:
+            log.exception("kubefake controller failed on %s", key)
+            self.errors.append(f"{key}: {exc!r}")
+
+    # ---- deployments
+
+    def _owned(self, owner: Obj, kind: ResourceKind) -> list[Obj]:
+        return [obj for k, obj in self.api.store.dependents(owner["metadata"]["uid"]) if k == kind]
+
+    def _sync_deployment(self, namespace: str, name: str) -> None:
+        d = self.api.store.get(self.deployments, namespace, name)
+        if d is None or d["metadata"].get("deletionTimestamp"):
+            return
+        spec = spec_of(d)
+        template_hash = pod_template_hash(
+            spec.get("template") or {}, (d.get("status") or {}).get("collisionCount", 0)
+        )
+        owned = self._owned(d, self.replicasets)
+        new_rs = next(
+            (rs for rs in owned if rs["metadata"].get("labels", {}).get(HASH_LABEL) == template_hash), None
+        )
+        old_rss = [rs for rs in owned if rs is not new_rs]
+        top = max((revision(rs) for rs in old_rss), default=0)
+        created = new_rs is None
+        if new_rs is None:
+            new_rs = self.api.save(self.replicasets, new_replicaset(d, template_hash, top + 1))
+        elif revision(new_rs) <= top:
+            new_rs = self._annotate(self.replicasets, new_rs, {REVISION: str(top + 1)})
+        d = self._annotate(self.deployments, d, {REVISION: str(revision(new_rs))})
+        if not spec.get("paused"):
+            new_rs = self._scale(d, new_rs, old_rss)
+        self._clean_history(d, old_rss)
+        self._update_status(d, new_rs, created)
+
+    def _template_hash(self, d: Obj) -> str:
+        """The pod-template-hash, memoised per generation: the template only changes with the generation."""
+        collisions = (d.get("status") or {}).get("collisionCount", 0)
+        key = (d["metadata"]["uid"], d["metadata"].get("generation", 1), collisions)
+        if key not in self._hashes:
+            if len(self._hashes) > 10_000:
+                self._hashes.clear()
+            self._hashes[key] = pod_template_hash(spec_of(d).get("template") or {}, collisions)
+        return self._hashes[key]
+
+    def _annotate(self, kind: ResourceKind, obj: Obj, annotations: dict[str, str]) -> Obj:
+        current = obj["metadata"].get("annotations") or {}
+        if all(current.get(k) == v for k, v in annotations.items()):
+            return obj
+        updated = {**obj, "metadata": {**obj["metadata"], "annotations": {**current, **annotations}}}
+        return self.api.save(kind, updated)
+
+    def _scale_rs(self, d: Obj, rs: Obj, replicas: int) -> Obj:
+        current = int(spec_of(rs).get("replicas", 0))
+        if current == replicas:
+            return rs
+        annotations = {
+            **(rs["metadata"].get("annotations") or {}),
+            DESIRED_REPLICAS: str(spec_of(d).get("replicas", 1)),
+        }
+        updated = {
+            **rs,
+            "metadata": {**rs["metadata"], "annotations": annotations},
+            "spec": {**spec_of(rs), "replicas": replicas},
+        }
+        direction = "up" if replicas > current else "down"
+        saved = self.api.save(self.replicasets, updated)
+        message = f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {replicas}"
+        self.events.record(d, "ScalingReplicaSet", message, component="deployment-controller")
+        return saved
+
+    def _scale(self, d: Obj, new_rs: Obj, old_rss: list[Obj]) -> Obj:
+        """Recreate: old to zero first. RollingUpdate (simplified: full surge): new to desired at once, old
+        scaled down as new pods become available, never below `desired - maxUnavailable` available overall."""
+        desired = int(spec_of(d).get("replicas", 1))
+        if (spec_of(d).get("strategy") or {}).get("type") == "Recreate":
+            for rs in old_rss:
+                self._scale_rs(d, rs, 0)
+            if any(status_int(rs, "replicas") for rs in old_rss):
+                return new_rs
+            return self._scale_rs(d, new_rs, desired)
+        new_rs = self._scale_rs(d, new_rs, desired)
+        allowed_old = max(0, desired - max_unavailable(d) - status_int(new_rs, "availableReplicas"))
+        excess = sum(int(spec_of(rs).get("replicas", 0)) for rs in old_rss) - allowed_old
+        for rs in sorted(old_rss, key=revision):
+            current = int(spec_of(rs).get("replicas", 0))
+            if excess > 0 and current > 0:
+                cut = min(current, excess)
+                self._scale_rs(d, rs, current - cut)
+                excess -= cut
+        return new_rs
+
+    def _clean_history(self, d: Obj, old_rss: list[Obj]) -> None:
+        """Old, empty ReplicaSets beyond `revisionHistoryLimit` are deleted, oldest first."""
+        limit = int(spec_of(d).get("revisionHistoryLimit", 10))
+        fresh = [
+            self.api.store.get(self.replicasets, rs["metadata"]["namespace"], rs["metadata"]["name"])
+            for rs in old_rss
+        ]
+        idle = sorted(
+            (rs for rs in fresh if rs and not spec_of(rs).get("replicas") and not status_int(rs, "replicas")),
+            key=revision,
+        )
+        for rs in idle[: max(0, len(idle) - limit)]:
+            self.api.remove(self.replicasets, rs)
+
+    def _update_status(self, d: Obj, new_rs: Obj, created: bool) -> None:
+        uid = d["metadata"]["uid"]
+        all_rs = self._owned(d, self.replicasets)
+        new_rs = next((rs for rs in all_rs if rs["metadata"]["uid"] == new_rs["metadata"]["uid"]), new_rs)
+        inp = RolloutInput(d, new_rs, all_rs, created, self.clock.timestamp(), self._timed_out(d))
+        status, progressed = deployment_status(inp)
+        if progressed or uid not in self._progress_at:
+            self._progress_at[uid] = self.clock.now()
+        self.api.save_status(self.deployments, d, status)
+        self._watch_deadline(d, status)
+
+    def _deadline(self, d: Obj) -> float:
+        return self.clock.real_seconds(float(spec_of(d).get("progressDeadlineSeconds", 600)))
+
+    def _timed_out(self, d: Obj) -> bool:
+        """No progress for progressDeadlineSeconds; a paused rollout never times out."""
+        if spec_of(d).get("paused"):
+            return False
+        since = self._progress_at.get(d["metadata"]["uid"])
+        return since is not None and self.clock.now() - since > self._deadline(d)
+
+    def _watch_deadline(self, d: Obj, status: Obj) -> None:
+        """While a rollout is in flight, look again just after its deadline would pass."""
+        current = get_condition(status, PROGRESSING)
+        if (
+            has_deadline(d)
+            and current
+            and current["status"] == "True"
+            and current.get("reason") != "NewReplicaSetAvailable"
+        ):
+            remaining = self._progress_at[d["metadata"]["uid"]] + self._deadline(d) - self.clock.now()
+            self.later(remaining + 0.001, ("Deployment", d["metadata"]["namespace"], d["metadata"]["name"]))
+
+    # ---- replicasets
+
+    def _sync_replicaset(self, namespace: str, name: str) -> None:
+        rs = self.api.store.get(self.replicasets, namespace, name)
+        if rs is None:
+            return
+        pods = self._owned(rs, self.pods)
+        desired = int(spec_of(rs).get("replicas", 0))
+        for _ in range(desired - len(pods)):
+            pod = self.api.save(self.pods, new_pod(rs))
+            self.events.record(
+                rs,
+                "SuccessfulCreate",
+                f"Created pod: {pod['metadata']['name']}",
+                component="replicaset-controller",
+            )
+        if len(pods) > desired:
+            doomed = sorted(pods, key=lambda p: (pod_ready(p), p["metadata"]["creationTimestamp"]))[
+                : len(pods) - desired
+            ]
+            for pod in doomed:
+                self.api.remove(self.pods, pod)
+                self.events.record(
+                    rs,
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    component="replicaset-controller",
+                )
+        self._replicaset_status(rs, self._owned(rs, self.pods))
+
+    def _replicaset_status(self, rs: Obj, pods: list[Obj]) -> None:
+        min_ready = self.clock.real_seconds(float(spec_of(rs).get("minReadySeconds", 0)))
+        ready = [p for p in pods if pod_ready(p)]
+        available = 0
+        for pod in ready:
+            since = self.kubelet.ready_since(pod)
+            waited = self.clock.now() - since if since is not None else min_ready
+            if waited >= min_ready:
+                available += 1
+            else:
+                self.later(
+                    min_ready - waited + 0.001,
+                    ("ReplicaSet", rs["metadata"]["namespace"], rs["metadata"]["name"]),
+                )
+        status: Obj = {"replicas": len(pods)}
+        extra = {
+            "fullyLabeledReplicas": len(pods),
+            "readyReplicas": len(ready),
+            "availableReplicas": available,
+            "observedGeneration": rs["metadata"].get("generation", 1),
+        }
+        status |= {k: v for k, v in extra.items() if v}
+        self.api.save_status(self.replicasets, rs, status)
+
+    # ---- pods
+
+    def _sync_pod(self, namespace: str, name: str) -> None:
+        pod = self.api.store.get(self.pods, namespace, name)
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return
+        wait = self.kubelet.sync(pod, self._behaviour(pod))
+        if wait is not None:
+            self.later(wait, ("Pod", namespace, name))
+
+    def _behaviour(self, pod: Obj) -> PodBehaviour:
+        namespace = pod["metadata"].get("namespace", "")
+        deployment = self._deployment_of(pod)
+        if deployment and (override := self._overrides.get((namespace, deployment))):
+            return override
+        return behaviour_from_images([c.get("image", "") for c in spec_of(pod).get("containers") or []])
+
+    def _deployment_of(self, pod: Obj) -> str | None:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "ReplicaSet":
+                rs = self.api.store.get(self.replicasets, pod["metadata"].get("namespace"), ref["name"])
+                for rs_ref in (rs or {"metadata": {}})["metadata"].get("ownerReferences") or []:
+                    if rs_ref.get("kind") == "Deployment":
+                        return str(rs_ref["name"])
+        return None

@@ -1,0 +1,189 @@
+"""`KubeFake`: the fake API server with its controllers, started on a loopback port for tests or the
+sandbox."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from aiohttp import web
+
+from kepler_kubefake.clock import Clock
+from kepler_kubefake.controller import Controller
+from kepler_kubefake.faults import Fault, Faults
+from kepler_kubefake.http import Frontend, RecordedRequest
+from kepler_kubefake.kinds import DEFAULT_KINDS, Obj, Registry, ResourceKind, clone
+from kepler_kubefake.kubelet import PodBehaviour
+from kepler_kubefake.resources import Api, Target, WriteOptions
+from kepler_kubefake.schemas import warm
+from kepler_kubefake.store import Change, Store
+from kepler_kubefake.watch import WatchSettings
+
+GoneMode = Literal["event", "http"]
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class KubeFake:
+    """A stateful Kubernetes API server on a loopback port that the unmodified kubernetes-asyncio client talks
+    to.
+
+    Time: `ready_delay` is real seconds before a pod turns Ready; `time_scale` is real seconds per Kubernetes
+    second for durations declared in objects (progressDeadlineSeconds, minReadySeconds) and the crash-loop
+    period.
+    """
+
+    def __init__(
+        self,
+        *,
+        time_scale: float = 1.0,
+        ready_delay: float = 0.0,
+        crash_period: float = 10.0,
+        token: str | None = None,
+        history_size: int = 10_000,
+        bookmark_interval: float = 1.0,
+        gone_mode: GoneMode = "event",
+        kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
+    ) -> None:
+        self.registry = Registry(kinds)
+        self.clock = Clock(time_scale)
+        self.store = Store(history_size)
+        self.api = Api(self.registry, self.store, self.clock)
+        self.faults = Faults()
+        self.controller = Controller(self.api, self.clock, ready_delay, crash_period)
+        settings = WatchSettings(bookmark_interval, gone_as_event=gone_mode == "event")
+        self._frontend = Frontend(self.api, self.registry, self.faults, settings, token)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @classmethod
+    @asynccontextmanager
+    async def start(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        time_scale: float = 1.0,
+        ready_delay: float = 0.0,
+        crash_period: float = 10.0,
+        token: str | None = None,
+        history_size: int = 10_000,
+        bookmark_interval: float = 1.0,
+        gone_mode: GoneMode = "event",
+        kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
+    ) -> AsyncIterator["KubeFake"]:
+        fake = cls(
+            time_scale=time_scale,
+            ready_delay=ready_delay,
+            crash_period=crash_period,
+            token=token,
+            history_size=history_size,
+            bookmark_interval=bookmark_interval,
+            gone_mode=gone_mode,
+            kinds=kinds,
+        )
+        await fake.open(host, port)
+        try:
+            yield fake
+        finally:
+            await fake.close()
+
+    async def open(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen (port 0: an ephemeral port), seed the system namespaces and start the controllers."""
+        warm([k for k in self.registry if k.validation == "schema"])
+        for name in SYSTEM_NAMESPACES:
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self.controller.start()
+        self._runner = web.AppRunner(self._frontend.app(), handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_port = self._runner.addresses[0][1]
+        self.url = f"http://{host}:{bound_port}"
+        self._frontend.server_address = f"{host}:{bound_port}"
+
+    async def close(self) -> None:
+        self.store.close()
+        await self.controller.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- looking inside
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._frontend.requests
+
+    @property
+    def controller_errors(self) -> list[str]:
+        """Failures inside the fake's controllers; a test suite can assert this stays empty."""
+        return self.controller.errors
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        """Copies of the stored objects of a kind (Kind, plural or short name), sorted by namespace and
+        name."""
+        return clone(self.store.objects(self.registry.named(kind), namespace))
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        obj = self.store.get(self.registry.named(kind), namespace, name)
+        return clone(obj) if obj is not None else None
+
+    def create(self, obj: Obj, manager: str = "kubefake") -> Obj:
+        """Seed an object through the same validation and defaulting as a client's POST (e.g. for import
+        tests)."""
+        kind = self.registry.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        if kind is None:
+            raise KeyError(f"kubefake serves no {obj.get('apiVersion')} {obj.get('kind')}")
+        namespace = obj.get("metadata", {}).get("namespace") if kind.namespaced else None
+        target = Target(kind, obj["apiVersion"].rsplit("/", 1)[-1], namespace)
+        return clone(self.api.create(target, obj, WriteOptions(manager)))
+
+    # ---- steering
+
+    def inject(self, fault: Fault) -> None:
+        self.faults.add(fault)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def compact(self) -> None:
+        """Forget the watch history: every resourceVersion handed out so far now answers 410 Gone."""
+        self.store.compact()
+
+    def require_token(self, token: str | None) -> None:
+        self._frontend.token = token
+
+    def set_pod_behaviour(
+        self, namespace: str, deployment: str, behaviour: PodBehaviour | str | None
+    ) -> None:
+        """Override the image-name convention for one Deployment's pods (None restores it)."""
+        self.controller.set_behaviour(namespace, deployment, PodBehaviour(behaviour) if behaviour else None)
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until `predicate()` holds, re-checking on every change; TimeoutError otherwise."""
+        changed = asyncio.Event()
+
+        def listener(_: Change) -> None:
+            changed.set()
+
+        self.store.listen(listener)
+        try:
+            async with asyncio.timeout(within):
+                while not predicate():
+                    await changed.wait()
+                    changed.clear()
+        finally:
+            self.store.unlisten(listener)
+
+    def write_kubeconfig(self, path: Path, context: str = "kubefake") -> None:
+        """A kubeconfig pointing at this server, for kubectl or any client that reads one."""
+        user: Obj = {"token": self._frontend.token} if self._frontend.token else {}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": context, "user": user}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+            "current-context": context,
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -1,0 +1,197 @@
+"""The watch stream: chunked JSON lines of ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events.
+
+Subscribing and replaying history happen in one synchronous step, so the stream has neither gaps nor
+duplicates. A filtered watch sees an object leaving its selector as DELETED and entering it as ADDED, as on a
+real server.
+"""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from kepler_kubefake import errors
+from kepler_kubefake.faults import DropWatch, Faults, WatchGone
+from kepler_kubefake.kinds import Obj
+from kepler_kubefake.resources import Api, Target
+from kepler_kubefake.selectors import Matcher
+from kepler_kubefake.store import Change, Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class WatchParams:
+    resource_version: str | None
+    timeout: float | None
+    bookmarks: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    bookmark_interval: float
+    gone_as_event: bool
+
+
+def _event(type_: str, obj: Obj) -> bytes:
+    return json.dumps({"type": type_, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _visible(t: Target, match: Matcher, obj: Obj | None) -> bool:
+    if obj is None:
+        return False
+    return (t.namespace is None or obj["metadata"].get("namespace") == t.namespace) and match(obj)
+
+
+def translate(change: Change, t: Target, match: Matcher) -> str | None:
+    """The event type this watcher sees for a change, or None when the change is outside its selection."""
+    now = _visible(t, match, change.obj)
+    if change.type == "DELETED":
+        return "DELETED" if now else None
+    was = change.type == "MODIFIED" and _visible(t, match, change.old)
+    if now:
+        return "MODIFIED" if was else "ADDED"
+    return "DELETED" if was else None
+
+
+class WatchStream:
+    def __init__(
+        self, api: Api, t: Target, match: Matcher, params: WatchParams, settings: WatchSettings
+    ) -> None:
+        self.api, self.t, self.match, self.params, self.settings = api, t, match, params, settings
+        self.sent = 0
+
+    def initial(self) -> list[tuple[str, Obj]]:
+        """What precedes live events: current state for no/zero resourceVersion, else history after it."""
+        rv = self.params.resource_version
+        if rv in (None, "", "0"):
+            objects = [o for o in self.api.store.objects(self.t.kind, self.t.namespace) if self.match(o)]
+            return [("ADDED", o) for o in objects]
+        try:
+            since = int(rv)
+        except ValueError:
+            raise errors.bad_request(f"invalid resource version: {rv}") from None
+        return [
+            (type_, c.obj)
+            for c in self.api.store.since(self.t.kind, since)
+            if (type_ := translate(c, self.t, self.match))
+        ]
+
+    async def send(self, resp: web.StreamResponse, type_: str, obj: Obj) -> None:
+        await resp.write(_event(type_, self.api.present(self.t, obj)))
+        self.sent += 1
+
+    async def bookmark(self, resp: web.StreamResponse) -> None:
+        meta = {"resourceVersion": str(self.api.store.revision)}
+        obj = {"kind": self.t.kind.kind, "apiVersion": self.t.api_version, "metadata": meta}
+        await resp.write(_event("BOOKMARK", obj))
+
+
+async def serve_watch(
+    request: web.Request,
+    api: Api,
+    t: Target,
+    match: Matcher,
+    params: WatchParams,
+    settings: WatchSettings,
+    faults: Faults,
+) -> web.StreamResponse:
+    stream = WatchStream(api, t, match, params, settings)
+    gone = faults.take(WatchGone, request.method, request.path)
+    drop = faults.take(DropWatch, request.method, request.path)
+    sub = api.store.subscribe(t.kind)
+    try:
+        try:
+            if isinstance(gone, WatchGone):
+                raise errors.gone(params.resource_version or "0", api.store.revision)
+            initial = stream.initial()
+        except errors.ApiError as exc:
+            if exc.code == 410 and _gone_as_event(gone, settings):
+                return await _error_stream(request, exc)
+            raise
+        resp = await _open(request)
+        await _run(request, resp, stream, sub, initial, drop if isinstance(drop, DropWatch) else None)
+        return resp
+    finally:
+        api.store.unsubscribe(sub)
+
+
+def _gone_as_event(fault: object, settings: WatchSettings) -> bool:
+    """An injected WatchGone may choose its form; otherwise the server's `gone_mode` decides."""
+    if isinstance(fault, WatchGone) and fault.as_event is not None:
+        return fault.as_event
+    return settings.gone_as_event
+
+
+async def _open(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+    )
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    return resp
+
+
+async def _error_stream(request: web.Request, exc: errors.ApiError) -> web.StreamResponse:
+    """A 200 stream whose only event is an ERROR carrying the 410 Status (what etcd-backed watches send)."""
+    resp = await _open(request)
+    await resp.write(_event("ERROR", exc.status()))
+    await resp.write_eof()
+    return resp
+
+
+async def _run(
+    request: web.Request,
+    resp: web.StreamResponse,
+    stream: WatchStream,
+    sub: Subscription,
+    initial: list[tuple[str, Obj]],
+    drop: DropWatch | None,
+) -> None:
+    for type_, obj in initial:
+        if _should_drop(request, stream, drop):
+            return
+        await stream.send(resp, type_, obj)
+    deadline = time.monotonic() + stream.params.timeout if stream.params.timeout else None
+    while not _should_drop(request, stream, drop):
+        change = await _next(sub, stream, deadline)
+        if change is _TIMEOUT:
+            break
+        if change is _BOOKMARK:
+            await stream.bookmark(resp)
+        elif isinstance(change, Change):
+            if seen_as := translate(change, stream.t, stream.match):
+                await stream.send(resp, seen_as, change.obj)
+        else:
+            break
+    if request.transport is not None and not request.transport.is_closing():
+        await resp.write_eof()
+
+
+_TIMEOUT = object()
+_BOOKMARK = object()
+
+
+async def _next(sub: Subscription, stream: WatchStream, deadline: float | None) -> object:
+    """The next change, a bookmark tick, the timeout, or None when the server shuts down."""
+    waits = [stream.settings.bookmark_interval] if stream.params.bookmarks else []
+    if deadline is not None:
+        waits.append(deadline - time.monotonic())
+    wait = min(waits) if waits else None
+    if wait is not None and wait <= 0:
+        return _TIMEOUT
+    try:
+        return await asyncio.wait_for(sub.queue.get(), wait)
+    except TimeoutError:
+        if deadline is not None and time.monotonic() >= deadline:
+            return _TIMEOUT
+        return _BOOKMARK
+
+
+def _should_drop(request: web.Request, stream: WatchStream, drop: DropWatch | None) -> bool:
+    """Apply an injected DropWatch: abort the TCP connection mid-stream, or end it cleanly."""
+    if drop is None or stream.sent < drop.after_events:
+        return False
+    if drop.abrupt and request.transport is not None:
+        request.transport.abort()
+    return True

@@ -1,0 +1,189 @@
+"""Watches through `kubernetes_asyncio.watch.Watch`: resume, bookmarks, 410 Gone and dropped connections."""
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kepler_kubefake import DropWatch, KubeFake, WatchGone
+
+Manifest = dict[str, Any]
+
+
+def configmap(name: str, labels: dict[str, str] | None = None) -> client.V1ConfigMap:
+    return client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=name, labels=labels or {}), data={"value": "1"}
+    )
+
+
+async def collect(api: ApiClient, namespace: str, count: int, **kwargs: Any) -> list[tuple[str, str]]:
+    """The first `count` events of a config map watch, as (type, name)."""
+    core = client.CoreV1Api(api)
+    seen: list[tuple[str, str]] = []
+    async with watch.Watch() as w:
+        async for event in w.stream(core.list_namespaced_config_map, namespace, **kwargs):
+            seen.append((event["type"], event["raw_object"]["metadata"].get("name", "")))
+            if len(seen) == count:
+                break
+    return seen
+
+
+async def follow(api: ApiClient, namespace: str, since: str, seen: list[tuple[str, str]]) -> None:
+    """Record (name, resourceVersion) of every event until the stream ends, as a resuming client would."""
+    core = client.CoreV1Api(api)
+    async with watch.Watch() as w:
+        async for event in w.stream(
+            core.list_namespaced_config_map, namespace, resource_version=since, timeout_seconds=2
+        ):
+            meta = event["raw_object"]["metadata"]
+            seen.append((meta["name"], meta["resourceVersion"]))
+
+
+class TestWatch:
+    async def test_watch_from_a_list_resumes_exactly_after_it(self, api: ApiClient, namespace: str) -> None:
+        core = client.CoreV1Api(api)
+        await core.create_namespaced_config_map(namespace, configmap("before"))
+        listed = await core.list_namespaced_config_map(namespace)
+        await core.create_namespaced_config_map(namespace, configmap("after"))
+        await core.patch_namespaced_config_map("after", namespace, {"data": {"value": "2"}})
+        await core.delete_namespaced_config_map("before", namespace)
+
+        events = await collect(
+            api, namespace, 3, resource_version=listed.metadata.resource_version, timeout_seconds=2
+        )
+
+        assert events == [("ADDED", "after"), ("MODIFIED", "after"), ("DELETED", "before")]
+
+    async def test_without_resource_version_current_objects_come_first(
+        self, api: ApiClient, namespace: str
+    ) -> None:
+        await client.CoreV1Api(api).create_namespaced_config_map(namespace, configmap("existing"))
+
+        events = await collect(api, namespace, 1, timeout_seconds=2)
+
+        assert events == [("ADDED", "existing")]
+
+    async def test_objects_leaving_a_selector_are_deleted_for_that_watch(
+        self, api: ApiClient, namespace: str
+    ) -> None:
+        core = client.CoreV1Api(api)
+        await core.create_namespaced_config_map(namespace, configmap("web", {"app": "web"}))
+        listed = await core.list_namespaced_config_map(namespace, label_selector="app=web")
+        await core.patch_namespaced_config_map("web", namespace, {"metadata": {"labels": {"app": "db"}}})
+
+        events = await collect(
+            api,
+            namespace,
+            1,
+            label_selector="app=web",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=2,
+        )
+
+        assert events == [("DELETED", "web")]
+
+    async def test_bookmarks_carry_the_current_resource_version(
+        self, fake: KubeFake, api: ApiClient, namespace: str
+    ) -> None:
+        listed = await client.CoreV1Api(api).list_namespaced_config_map(namespace)
+
+        events = await collect(
+            api,
+            namespace,
+            1,
+            resource_version=listed.metadata.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=2,
+        )
+
+        assert events == [("BOOKMARK", "")]
+
+    async def test_timeout_seconds_ends_the_stream(self, api: ApiClient, namespace: str) -> None:
+        events = await asyncio.wait_for(
+            collect(api, namespace, 99, resource_version="1", timeout_seconds=0.2), 2
+        )
+
+        assert events == []
+
+
+class TestGone:
+    @pytest.mark.parametrize("as_event", [True, False])
+    async def test_injected_410_then_relist_and_watch(
+        self, fake: KubeFake, api: ApiClient, namespace: str, as_event: bool
+    ) -> None:
+        core = client.CoreV1Api(api)
+        fake.inject(WatchGone(as_event=as_event))
+
+        with pytest.raises(ApiException) as gone:
+            await collect(api, namespace, 1, resource_version="1", timeout_seconds=1)
+        listed = await core.list_namespaced_config_map(namespace)
+        await core.create_namespaced_config_map(namespace, configmap("fresh"))
+        events = await collect(
+            api, namespace, 1, resource_version=listed.metadata.resource_version, timeout_seconds=2
+        )
+
+        assert gone.value.status == 410
+        assert events == [("ADDED", "fresh")]
+
+    async def test_a_compacted_resource_version_is_gone(
+        self, fake: KubeFake, api: ApiClient, namespace: str
+    ) -> None:
+        listed = await client.CoreV1Api(api).list_namespaced_config_map(namespace)
+        await client.CoreV1Api(api).create_namespaced_config_map(namespace, configmap("x"))
+        fake.compact()
+
+        with pytest.raises(ApiException) as gone:
+            await collect(
+                api, namespace, 1, resource_version=listed.metadata.resource_version, timeout_seconds=1
+            )
+
+        assert gone.value.status == 410
+        assert "too old resource version" in str(gone.value.reason)
+
+    async def test_a_bounded_history_forgets_old_versions(self) -> None:
+        async with (
+            KubeFake.start(history_size=3, gone_mode="http") as small,
+            ApiClient(client.Configuration(host=small.url)) as small_api,
+        ):
+            core = client.CoreV1Api(small_api)
+            listed = await core.list_namespaced_config_map("default")
+            for i in range(5):
+                await core.create_namespaced_config_map("default", configmap(f"c{i}"))
+
+            with pytest.raises(ApiException) as gone:
+                await collect(small_api, "default", 1, resource_version=listed.metadata.resource_version)
+
+        assert gone.value.status == 410
+
+
+class TestDisconnect:
+    async def test_abrupt_drop_then_resume_from_last_seen_version(
+        self, fake: KubeFake, api: ApiClient, namespace: str
+    ) -> None:
+        core = client.CoreV1Api(api)
+        listed = await core.list_namespaced_config_map(namespace)
+        for name in ("a", "b", "c"):
+            await core.create_namespaced_config_map(namespace, configmap(name))
+        fake.inject(DropWatch(after_events=1))
+
+        seen: list[tuple[str, str]] = []
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await follow(api, namespace, listed.metadata.resource_version, seen)
+        resumed = await collect(api, namespace, 2, resource_version=seen[-1][1], timeout_seconds=2)
+
+        assert [name for name, _ in seen] == ["a"]
+        assert resumed == [("ADDED", "b"), ("ADDED", "c")]
+
+    async def test_clean_close_ends_a_bounded_watch(
+        self, fake: KubeFake, api: ApiClient, namespace: str
+    ) -> None:
+        await client.CoreV1Api(api).create_namespaced_config_map(namespace, configmap("a"))
+        fake.inject(DropWatch(after_events=1, abrupt=False))
+
+        events = await collect(api, namespace, 99, timeout_seconds=5)
+
+        assert events == [("ADDED", "a")]
