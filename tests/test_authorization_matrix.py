@@ -56,6 +56,27 @@ REVIEWED: dict[str, str] = {
     "getApp": "app.view",
     "updateApp": "app.update",
     "deleteApp": "app.delete",
+    "createDeployment": "deploy.create",
+    "listDeployments": "deploy.view",
+    "getDeployment": "deploy.view",
+    "followDeployment": "deploy.view",
+    "cancelDeployment": "deploy.create",
+    "rollbackApp": "app.rollback",
+    "changeRelease": "app.config",
+    "restartApp": "deploy.create",
+    "scaleApp": "app.scale",
+    "updateAppSettings": "app.update",
+    "listReleases": "deploy.view",
+    "getRelease": "deploy.view",
+    "diffReleases": "deploy.view",
+    "getAppStatus": "app.view",
+    "listPods": "pod.view",
+    "deletePod": "pod.delete",
+    "listKubeEvents": "app.view",
+    "createCluster": "cluster.manage",
+    "listClusters": "cluster.manage",
+    "checkCluster": "cluster.manage",
+    "deleteCluster": "cluster.manage",
 }
 
 
@@ -108,7 +129,16 @@ def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def concrete(path: str, member_id: uuid.UUID) -> str:
-    return path.format(namespace="team-a", app="web", user_id=member_id, pod="web-1")
+    unknown = uuid.UUID(int=7)
+    return path.format(
+        namespace="team-a",
+        app="web",
+        user_id=member_id,
+        pod="web-1",
+        deployment_id=unknown,
+        number=1,
+        cluster_id=unknown,
+    )
 
 
 class World:

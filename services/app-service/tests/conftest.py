@@ -51,6 +51,8 @@ class Worker:
     ) -> None:
         self.redis_url, self.queue_name, self.sessionmaker = redis_url, queue_name, sessionmaker
         self.settings: AppServiceSettings | None = None
+        self.clients: dict[str, Any] = {}
+        self.sweeps = SWEEPS
 
     async def run(self) -> int:
 
@@ -59,9 +61,10 @@ class Worker:
             redis_url=self.redis_url,
             queue_name=self.queue_name,
             sessionmaker=self.sessionmaker,
-            sweeps=SWEEPS,
+            sweeps=self.sweeps,
             service="app-service",
             settings=self.settings,
+            clients=self.clients,
         )
 
 

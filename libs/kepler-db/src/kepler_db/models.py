@@ -18,6 +18,7 @@ from sqlalchemy import (
     false,
     func,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
@@ -89,6 +90,7 @@ class Namespace(Timestamped, Base):
         _enum(NamespaceStatus, "namespace_status"), default=NamespaceStatus.provisioning
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    cluster_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"))
     allow_exec: Mapped[bool] = mapped_column(default=False, server_default=false())
     require_deploy_approval: Mapped[bool] = mapped_column(default=False, server_default=false())
 
@@ -125,6 +127,14 @@ class App(Timestamped, Base):
     language: Mapped[str | None] = mapped_column(String(64))
     ports: Mapped[list[Any]] = mapped_column(default=list)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    auto_rollback: Mapped[bool] = mapped_column(default=True, server_default=true())
+    scaled_replicas: Mapped[int | None] = mapped_column(doc="set by a scale; later releases start from it")
+    current_release: Mapped[int | None] = mapped_column(doc="number of the release that last rolled out")
+    live: Mapped[dict[str, Any]] = mapped_column(
+        default=dict,
+        server_default=text("'{}'::jsonb"),
+        doc="replica counts and rollout state, from the watch",
+    )
 
 
 class AuditEvent(Base):
@@ -222,3 +232,91 @@ class SigningKey(Base):
     private_jwk_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     retired_at: Mapped[datetime | None]
+
+
+class DeploymentStatus(enum.StrEnum):
+    pending = "pending"
+    applying = "applying"
+    progressing = "progressing"
+    succeeded = "succeeded"
+    failed = "failed"
+    superseded = "superseded"
+    rolled_back = "rolled_back"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (DeploymentStatus.pending, DeploymentStatus.applying, DeploymentStatus.progressing)
+
+
+class Cluster(Timestamped, Base):
+    """A Kubernetes cluster to deploy to; credentials sealed with the platform key. Written by app-service."""
+
+    __tablename__ = "clusters"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    api_url: Mapped[str | None] = mapped_column(String(2048))
+    in_cluster: Mapped[bool] = mapped_column(default=False)
+    ca_data: Mapped[str | None] = mapped_column(String(16384))
+    insecure_skip_tls_verify: Mapped[bool] = mapped_column(default=False)
+    token_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    client_cert_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    client_key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    simulated: Mapped[bool] = mapped_column(default=False)
+
+
+class Release(Base):
+    """One immutable, numbered version of everything that defines what runs. Written by app-service."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("app_id", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    spec: Mapped[dict[str, Any]]
+    cause: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Deployment(Timestamped, Base):
+    """A request to make a release run, and what became of it. Written by app-service."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index("ix_deployments_app_id_created_at", "app_id", "created_at"),
+        Index("ix_deployments_status_updated_at", "status", "updated_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    app_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    release_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    status: Mapped[DeploymentStatus] = mapped_column(
+        _enum(DeploymentStatus, "deployment_status"), default=DeploymentStatus.pending
+    )
+    reason: Mapped[str | None] = mapped_column(String(100))
+    message: Mapped[str | None] = mapped_column(String(2000))
+    automatic: Mapped[bool] = mapped_column(default=False, doc="an automatic rollback")
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    attempt: Mapped[int] = mapped_column(default=0)
+    heartbeat_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    resource_version: Mapped[str | None] = mapped_column(String(64))
+    replicas: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DeploymentEvent(Base):
+    """What a client following a deployment sees, kept so a reconnecting client can catch up."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]]

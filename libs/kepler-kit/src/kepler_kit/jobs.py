@@ -112,6 +112,7 @@ class WorkerContext(TypedDict, total=False):
     sessionmaker: async_sessionmaker[AsyncSession]
     sweeps: Sequence["Sweep"]
     settings: Any  # the service's own settings class
+    clients: dict[str, Any]  # the service's integration clients, built by its worker start-up
 
 
 @asynccontextmanager
@@ -152,10 +153,10 @@ def job(func: JobFunc[P, R]) -> Callable[..., Awaitable[R]]:
 
 @dataclass(frozen=True)
 class Sweep:
-    """Rows in a pending state whose job may have been lost: `pending(cutoff)` selects their ids."""
+    """Rows in a pending state whose job may have been lost: `pending(cutoff)` selects the job's arguments."""
 
     function: str
-    pending: Callable[[datetime], Select[Any]]
+    pending: Callable[[datetime], Select[Any] | Select[Any, Any]]
     grace: timedelta = field(default=timedelta(seconds=30))
 
 
@@ -165,11 +166,14 @@ async def sweep(ctx: WorkerContext) -> int:
     now = datetime.now(UTC)
     async with ctx["sessionmaker"]() as session:
         for rule in ctx.get("sweeps", ()):
-            ids = (await session.execute(rule.pending(now - rule.grace))).scalars().all()
-            for row_id in ids:
-                request = JobRequest(rule.function, (str(row_id),), ctx.get("queue_name"))
+            rows = (await session.execute(rule.pending(now - rule.grace))).all()
+            for row in rows:
+                args = tuple(
+                    str(value) for value in row
+                )  # the row's selected columns are the job's arguments
+                request = JobRequest(rule.function, args, ctx.get("queue_name"))
                 if await enqueue(ctx["redis"], request, ctx.get("queue_name")):
                     JOBS_RESCUED.labels(ctx.get("service", "unknown"), rule.function).inc()
-                    log.warning("job_rescued", function=rule.function, row_id=str(row_id))
+                    log.warning("job_rescued", function=rule.function, args=args)
                     rescued += 1
     return rescued

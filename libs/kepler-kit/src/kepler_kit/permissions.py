@@ -23,7 +23,9 @@ class Action(enum.StrEnum):
     namespace_create = "namespace.create"
     audit_view_all = "audit.view_all"
     user_manage = "user.manage"
+    cluster_manage = "cluster.manage"
     # namespace level
+
     namespace_view = "namespace.view"
     namespace_update = "namespace.update"
     namespace_delete = "namespace.delete"
@@ -74,6 +76,7 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.namespace_create: Rule("admin", _A),
     Action.audit_view_all: Rule("admin", _R),
     Action.user_manage: Rule("admin", _A),
+    Action.cluster_manage: Rule("admin", _A),
     Action.namespace_view: Rule(Role.viewer, _R),
     Action.namespace_update: Rule(Role.owner, _A),
     Action.namespace_delete: Rule(Role.owner, _A),

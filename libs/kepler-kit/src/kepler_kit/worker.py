@@ -1,6 +1,6 @@
 """arq WorkerSettings for a service: engine per worker, the sweeper on a cron, sane retention."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from arq.cron import cron
@@ -20,6 +20,8 @@ def worker_settings(
     functions: Sequence[Callable[..., Any]],
     sweeps: Sequence[Sweep] = (),
     queue_name: str | None = None,
+    resources: Callable[[WorkerContext], Awaitable[None]] | None = None,
+    release: Callable[[WorkerContext], Awaitable[None]] | None = None,
 ) -> type:
     """Build the class arq's CLI expects (`arq kepler_x.tasks.WorkerSettings`)."""
     queue = settings.queue_name or queue_name or service_queue(service)
@@ -31,10 +33,14 @@ def worker_settings(
 
         ctx["sessionmaker"] = create_sessionmaker(engine)
         ctx["engine"] = engine  # type: ignore[typeddict-unknown-key]
+        if resources is not None:
+            await resources(ctx)  # the service's integration clients
         await sweep(ctx)
 
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["engine"].dispose()
+    async def on_shutdown(ctx: WorkerContext) -> None:
+        if release is not None:
+            await release(ctx)
+        await ctx["engine"].dispose()  # type: ignore[typeddict-item]
 
     attrs: dict[str, Any] = {
         "functions": list(functions),

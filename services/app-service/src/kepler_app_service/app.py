@@ -1,18 +1,49 @@
-"""app-service: namespaces, apps and (later) releases on Kubernetes."""
+"""app-service: namespaces, apps, releases and their life on Kubernetes."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from kepler_app_service.api import apps, members, namespaces
+from kepler_app_service.kube.api import router as clusters
+from kepler_app_service.releases.api import router as releases
 from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
+from kepler_app_service.tasks import cluster_registry
+from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 
 
+def _clusters_lifespan(settings: AppServiceSettings) -> Any:
+    @asynccontextmanager
+    async def lifespan(_: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        registry = cluster_registry(settings)
+        try:
+            yield {"clusters": registry}
+        finally:
+            await registry.close()
+
+    return lifespan
+
+
+async def clusters_check(state: dict[str, Any]) -> Check:
+    """Reports clusters that failed their last call; one cluster down does not make the service unready."""
+    down = sorted(name for name, health in state["clusters"].health.items() if not health.ok)
+    return Check(
+        name="clusters", ok=True, detail=f"unreachable: {', '.join(down)}" if down else "all reachable"
+    )
+
+
 def create_app(settings: AppServiceSettings | None = None) -> FastAPI:
+    settings = settings or AppServiceSettings()
     return create_service_app(
         service=SERVICE,
         title="Kepler app-service",
         description="Namespaces, apps, releases and their life on Kubernetes.",
-        settings=settings or AppServiceSettings(),
-        routers=[namespaces, members, apps],
+        settings=settings,
+        routers=[namespaces, members, apps, releases, clusters],
+        checks=[clusters_check],
+        extra_lifespan=_clusters_lifespan(settings),
     )

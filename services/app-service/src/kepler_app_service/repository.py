@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_db import App, Membership, Namespace, NamespaceStatus, Role, User
+from kepler_db import App, Cluster, Membership, Namespace, NamespaceStatus, Role, User
 
 
 async def namespace_by_name(session: AsyncSession, name: str) -> Namespace | None:
@@ -108,3 +108,7 @@ async def memberships_of_user(session: AsyncSession, user_id: uuid.UUID) -> list
     return list(
         await session.scalars(select(Membership).where(Membership.user_id == user_id).with_for_update())
     )
+
+
+async def cluster_id(session: AsyncSession, name: str) -> uuid.UUID | None:
+    return await session.scalar(select(Cluster.id).where(Cluster.name == name))

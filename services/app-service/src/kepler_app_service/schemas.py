@@ -47,6 +47,9 @@ class Strict(BaseModel):
 
 class NamespaceCreate(Strict):
     name: NamespaceName = Field(description="DNS-1123 label; also the Kubernetes namespace name")
+    cluster: NamespaceName | None = Field(
+        None, description="The cluster it runs on (default: the platform's)"
+    )
     display_name: DisplayName = ""
     description: Description = ""
 

@@ -74,8 +74,14 @@ async def get_namespace(session: AsyncSession, name: str) -> models.Namespace:
 async def create_namespace(session: AsyncSession, who: Principal, data: NamespaceCreate) -> models.Namespace:
     if await repository.namespace_name_taken(session, data.name):
         raise Conflict(f"Namespace '{data.name}' already exists.")
+    cluster_id = await repository.cluster_id(session, data.cluster) if data.cluster else None
+    if data.cluster and cluster_id is None:
+        raise NotFound(f"No cluster is named '{data.cluster}'.")
     namespace = models.Namespace(
-        **data.model_dump(), status=models.NamespaceStatus.provisioning, created_by=who.user_id
+        **data.model_dump(exclude={"cluster"}),
+        cluster_id=cluster_id,
+        status=models.NamespaceStatus.provisioning,
+        created_by=who.user_id,
     )
     session.add(namespace)
     await _flush_unique(session, f"Namespace '{data.name}'")

@@ -10,3 +10,13 @@ class AppServiceSettings(KeplerSettings):
         default_factory=dict,
         description='IdP group → "namespace:role", e.g. {"devs": "payments:developer"}; applied at login',
     )
+    default_cluster: str | None = Field(
+        None, description="Cluster for namespaces bound to none (the sandbox sets it)"
+    )
+    crash_loop_restarts: int = Field(3, ge=1, description="Restarts of a new pod that fail its rollout early")
+    deploy_stale_seconds: float = Field(
+        60.0, gt=0, description="A running deployment silent this long is picked up again by the sweeper"
+    )
+    watch_timeout_seconds: int = Field(
+        10, ge=1, le=300, description="Each watch request's server-side timeout"
+    )

@@ -1,14 +1,22 @@
 """app-service jobs. `arq kepler_app_service.tasks.WorkerSettings` runs them."""
 
 import uuid
+from datetime import timedelta
 
 from kepler_app_service import repository, service
+from kepler_app_service.kube.client import KubernetesCluster
+from kepler_app_service.kube.registry import ClusterRegistry
+from kepler_app_service.releases import repository as releases_repository
+from kepler_app_service.releases import service as releases_service
+from kepler_app_service.releases.runner import Runner
 from kepler_app_service.settings import AppServiceSettings
+from kepler_kit.crypto import SecretBox
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
 from kepler_kit.logging import get_logger
 from kepler_kit.worker import worker_settings
 
 log = get_logger(__name__)
+CLUSTER_SECRETS = "cluster-credentials"
 
 
 def _settings(ctx: WorkerContext) -> AppServiceSettings:
@@ -40,6 +48,41 @@ async def sync_idp_memberships(ctx: WorkerContext, user_id: str) -> int:
     return changes
 
 
-FUNCTIONS = [provision_namespace, sync_idp_memberships]
-SWEEPS = [Sweep(service.PROVISION_NAMESPACE, repository.provisioning_namespaces)]
-WorkerSettings = worker_settings(service.SERVICE, AppServiceSettings(), FUNCTIONS, SWEEPS)
+@job
+async def run_deployment(ctx: WorkerContext, deployment_id: str, attempt: str) -> str:
+    """Apply a release and follow its rollout; `attempt` makes a second run of the same claim a no-op."""
+    runner = Runner(ctx, ctx["clients"]["clusters"], _settings(ctx))
+    outcome = await runner.run(uuid.UUID(deployment_id), int(attempt))
+    log.info("deployment_run", deployment_id=deployment_id, attempt=attempt, outcome=outcome)
+    return outcome
+
+
+def cluster_registry(settings: AppServiceSettings) -> ClusterRegistry:
+    box = SecretBox(settings.secret_key.get_secret_value(), CLUSTER_SECRETS)
+    return ClusterRegistry(
+        box, lambda creds: KubernetesCluster(creds, watch_seconds=settings.watch_timeout_seconds)
+    )
+
+
+async def _open_clients(ctx: WorkerContext) -> None:
+    ctx["clients"] = {"clusters": cluster_registry(_settings(ctx))}
+
+
+async def _close_clients(ctx: WorkerContext) -> None:
+    await ctx["clients"]["clusters"].close()
+
+
+def sweeps(settings: AppServiceSettings) -> list[Sweep]:
+    stale = timedelta(seconds=settings.deploy_stale_seconds)
+    return [
+        Sweep(service.PROVISION_NAMESPACE, repository.provisioning_namespaces),
+        Sweep(releases_service.RUN_DEPLOYMENT, releases_repository.stale_deployments, grace=stale),
+    ]
+
+
+FUNCTIONS = [provision_namespace, sync_idp_memberships, run_deployment]
+SETTINGS = AppServiceSettings()
+SWEEPS = sweeps(SETTINGS)
+WorkerSettings = worker_settings(
+    service.SERVICE, SETTINGS, FUNCTIONS, SWEEPS, resources=_open_clients, release=_close_clients
+)

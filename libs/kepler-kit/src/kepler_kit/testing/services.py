@@ -54,6 +54,7 @@ async def run_burst_worker(
     sweeps: Sequence[Sweep] = (),
     service: str = "test",
     settings: Any = None,
+    clients: dict[str, Any] | None = None,
 ) -> int:
     """Run every queued job once, one at a time as they share the test's connection; returns jobs completed.
 
@@ -65,6 +66,7 @@ async def run_burst_worker(
         "sessionmaker": sessionmaker,
         "sweeps": sweeps,
         "settings": settings,
+        "clients": clients or {},
     }
 
     pool = await create_arq_pool(redis_url, queue_name)

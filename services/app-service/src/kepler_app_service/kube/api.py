@@ -1,0 +1,171 @@
+"""Clusters (platform admins): where namespaces run. Credentials go in sealed and never come back out."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from sqlalchemy import func, select
+
+from kepler_app_service.kube.client import ClusterUnavailable
+from kepler_app_service.kube.registry import ClusterRegistry
+from kepler_db import Cluster as ClusterRow
+from kepler_db import Namespace
+from kepler_kit.access import Access, require
+from kepler_kit.audit import record_audit
+from kepler_kit.db import DbSession
+from kepler_kit.errors import Conflict, Forbidden, NotFound, Unauthorized, error_responses
+from kepler_kit.names import NamespaceName
+from kepler_kit.permissions import Action
+
+router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
+DENIED = (Unauthorized, Forbidden)
+Pem = Annotated[
+    str,
+    StringConstraints(max_length=16384, pattern=r"^-----BEGIN [A-Z ]+-----[\s\S]+-----END [A-Z ]+-----\s*$"),
+]
+
+
+class ClusterCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: NamespaceName
+    api_url: (
+        Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$")] | None
+    ) = None
+    in_cluster: bool = Field(False, description="Use the service account Kepler itself runs under")
+    ca_data: Pem | None = None
+    insecure_skip_tls_verify: bool = False
+    token: SecretStr | None = Field(None, max_length=8192)
+    client_cert: Pem | None = None
+    client_key: SecretStr | None = Field(None, max_length=16384)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> "ClusterCreate":
+        if self.in_cluster == bool(self.api_url):
+            raise ValueError(
+                "give either `api_url` (with a token or a client certificate) or `in_cluster: true`"
+            )
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("a client certificate needs its key, and the other way round")
+        return self
+
+
+class Cluster(BaseModel):
+    id: uuid.UUID
+    name: str
+    api_url: str | None
+    in_cluster: bool
+    simulated: bool
+    has_token: bool
+    has_client_certificate: bool
+    reachable: bool | None = Field(description="What the last call to it found; null when never called")
+    detail: str | None
+
+
+def _out(row: ClusterRow, registry: ClusterRegistry) -> Cluster:
+    health = registry.health.get(row.name)
+    return Cluster(
+        id=row.id,
+        name=row.name,
+        api_url=row.api_url,
+        in_cluster=row.in_cluster,
+        simulated=row.simulated,
+        has_token=row.token_sealed is not None,
+        has_client_certificate=row.client_cert_sealed is not None,
+        reachable=health.ok if health else None,
+        detail=health.detail if health else None,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(*DENIED, Conflict),
+    summary="Register a cluster",
+)
+async def create_cluster(
+    body: ClusterCreate, request: Request, session: DbSession, access: Access = require(Action.cluster_manage)
+) -> Cluster:
+    registry: ClusterRegistry = request.state.clusters
+    if await session.scalar(select(func.count()).where(ClusterRow.name == body.name)):
+        raise Conflict(f"A cluster named '{body.name}' exists.")
+    row = ClusterRow(
+        name=body.name,
+        api_url=body.api_url,
+        in_cluster=body.in_cluster,
+        ca_data=body.ca_data,
+        insecure_skip_tls_verify=body.insecure_skip_tls_verify,
+        token_sealed=registry.seal(body.token.get_secret_value() if body.token else None),
+        client_cert_sealed=registry.seal(body.client_cert),
+        client_key_sealed=registry.seal(body.client_key.get_secret_value() if body.client_key else None),
+    )
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    record_audit(
+        session,
+        access.principal,
+        service="app-service",
+        action="cluster.create",
+        target_type="cluster",
+        target=row.name,
+    )
+    return _out(row, registry)
+
+
+@router.get("", responses=error_responses(*DENIED), summary="List clusters and whether they answer")
+async def list_clusters(
+    request: Request, session: DbSession, _: Access = require(Action.cluster_manage)
+) -> list[Cluster]:
+    rows = await session.scalars(select(ClusterRow).order_by(ClusterRow.name))
+    return [_out(row, request.state.clusters) for row in rows]
+
+
+@router.post(
+    "/{cluster_id}/check",
+    responses=error_responses(*DENIED, NotFound),
+    summary="Call the cluster now and report",
+)
+async def check_cluster(
+    cluster_id: uuid.UUID, request: Request, session: DbSession, _: Access = require(Action.cluster_manage)
+) -> Cluster:
+    registry: ClusterRegistry = request.state.clusters
+    row = await session.get(ClusterRow, cluster_id)
+    if row is None:
+        raise NotFound("No such cluster.")
+    try:
+        await (await registry.client(row)).ping()
+        registry.reached(row.name)
+    except ClusterUnavailable as exc:
+        registry.failed(exc)
+    return _out(row, registry)
+
+
+@router.delete(
+    "/{cluster_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(*DENIED, NotFound, Conflict),
+    summary="Forget a cluster no namespace uses",
+)
+async def delete_cluster(
+    cluster_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    access: Access = require(Action.cluster_manage),
+) -> None:
+    row = await session.get(ClusterRow, cluster_id)
+    if row is None:
+        raise NotFound("No such cluster.")
+    if await session.scalar(select(func.count()).where(Namespace.cluster_id == cluster_id)):
+        raise Conflict(f"Namespaces still run on '{row.name}'.")
+    await session.delete(row)
+    await request.state.clusters.forget(cluster_id)
+    record_audit(
+        session,
+        access.principal,
+        service="app-service",
+        action="cluster.delete",
+        target_type="cluster",
+        target=row.name,
+    )

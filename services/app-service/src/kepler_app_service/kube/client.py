@@ -1,0 +1,237 @@
+"""Kubernetes, as app-service needs it: apply, read, watch, pods, events. One pooled ApiClient per cluster.
+
+Objects travel as plain dicts (`_preload_content=False`): app-service never needs the generated models,
+and skipping them keeps a watch of thousands of objects cheap.
+"""
+
+import contextlib
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kepler_kit.errors import ServiceUnavailable
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "kepler"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class ClusterUnavailable(ServiceUnavailable):
+    title = "Cluster unavailable"
+
+    def __init__(self, cluster: str, why: str) -> None:
+        super().__init__(f"Cluster '{cluster}' cannot be reached: {why}.", cluster=cluster)
+        self.cluster = cluster
+
+
+class WatchExpired(Exception):
+    """The resourceVersion we watched from is gone (410): re-list, then watch from the list's version."""
+
+
+@dataclass(frozen=True)
+class ClusterCredentials:
+    name: str
+    api_url: str
+    token: str | None = None
+    ca_data: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    insecure_skip_tls_verify: bool = False
+
+
+class Kube(Protocol):
+    """The few operations app-service performs on a cluster."""
+
+    name: str
+
+    async def apply(self, obj: Obj) -> Obj: ...
+    async def apply_scale(self, namespace: str, name: str, replicas: int) -> Obj: ...
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+    async def list(self, kind: str, namespace: str, label_selector: str | None = None) -> Obj: ...
+    def watch(
+        self, kind: str, namespace: str, resource_version: str | None, field_selector: str | None = None
+    ) -> AsyncIterator[tuple[str, Obj]]: ...
+    async def delete(self, kind: str, namespace: str, name: str) -> bool: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+_PATHS = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "Service": ("/api/v1", "services", True),
+    "Pod": ("/api/v1", "pods", True),
+    "Event": ("/api/v1", "events", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
+}
+
+
+def _path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    prefix, plural, namespaced = _PATHS[kind]
+    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespaced else f"{prefix}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+class KubernetesCluster:
+    """The real client: kubernetes-asyncio's ApiClient (aiohttp underneath), unmodified."""
+
+    def __init__(
+        self, credentials: ClusterCredentials, timeout: float = 10.0, watch_seconds: int = 10
+    ) -> None:
+        self.name = credentials.name
+        self._files: list[Path] = []
+        self._api = client.ApiClient(self._configuration(credentials))
+        self._timeout, self._watch_seconds = timeout, watch_seconds
+
+    def _configuration(self, creds: ClusterCredentials) -> client.Configuration:
+        config = client.Configuration(host=creds.api_url.rstrip("/"))
+        if creds.token:
+            config.api_key = {"BearerToken": creds.token}
+            config.api_key_prefix = {"BearerToken": "Bearer"}
+        config.verify_ssl = not creds.insecure_skip_tls_verify
+        config.ssl_ca_cert = self._file(creds.ca_data)
+        config.cert_file = self._file(creds.client_cert)
+        config.key_file = self._file(creds.client_key)
+        return config
+
+    def _file(self, data: str | None) -> str | None:
+        """kubernetes-asyncio wants certificates as files: private temp files, removed on close."""
+        if not data:
+            return None
+        handle = tempfile.NamedTemporaryFile("w", delete=False, prefix="kepler-", suffix=".pem")  # noqa: SIM115
+        with handle:
+            handle.write(data)
+        self._files.append(Path(handle.name))
+        return handle.name
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return await self._api.call_api(
+                path,
+                method,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=self._timeout,
+                **kwargs,
+            )
+        except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+            raise ClusterUnavailable(self.name, type(exc).__name__) from exc
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
+        response = await self._call(method, path, **kwargs)
+        try:
+            body: Obj = json.loads(await response.read())
+        finally:
+            response.release()
+        return body
+
+    async def apply(self, obj: Obj) -> Obj:
+        """Server-side apply as `kepler`, forcing: Kepler is the source of truth for the fields it sets."""
+        metadata = obj["metadata"]
+        path = _path(obj["kind"], metadata.get("namespace"), metadata["name"])
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        return await self._json(
+            "PATCH",
+            path,
+            query_params=query,
+            body=obj,
+            header_params={"Content-Type": APPLY_PATCH, "Accept": "application/json"},
+        )
+
+    async def apply_scale(self, namespace: str, name: str, replicas: int) -> Obj:
+        """Through the scale subresource, as `kepler-scale`: the next release's apply takes replicas back."""
+        path = _path("Deployment", namespace, name) + "/scale"
+        return await self._json(
+            "PATCH",
+            path,
+            query_params=[("fieldManager", f"{FIELD_MANAGER}-scale")],
+            body={"spec": {"replicas": replicas}},
+            header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+        )
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        try:
+            return await self._json(
+                "GET", _path(kind, namespace, name), header_params={"Accept": "application/json"}
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, kind: str, namespace: str, label_selector: str | None = None) -> Obj:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        return await self._json(
+            "GET", _path(kind, namespace), query_params=query, header_params={"Accept": "application/json"}
+        )
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        try:
+            await self._json(
+                "DELETE", _path(kind, namespace, name), header_params={"Accept": "application/json"}
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def watch(
+        self, kind: str, namespace: str, resource_version: str | None, field_selector: str | None = None
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """Events from `resource_version` until the server ends the stream; raises WatchExpired on 410."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(self._watch_seconds)),
+        ]
+        query += [("resourceVersion", resource_version)] if resource_version else []
+        query += [("fieldSelector", field_selector)] if field_selector else []
+        try:
+            response = await self._api.call_api(
+                _path(kind, namespace),
+                "GET",
+                query_params=query,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                header_params={"Accept": "application/json"},
+            )
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired from exc
+            raise
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise ClusterUnavailable(self.name, type(exc).__name__) from exc
+        try:
+            async for line in response.content:
+                if line.strip():
+                    yield _event(json.loads(line))
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            return  # a dropped stream ends like a timeout: the caller resumes from its last version
+        finally:
+            response.release()
+
+    async def ping(self) -> None:
+        """Raises ClusterUnavailable when the API server does not answer."""
+        await self._json("GET", "/version", header_params={"Accept": "application/json"})
+
+    async def close(self) -> None:
+        await self._api.close()
+        for path in self._files:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _event(event: Obj) -> tuple[str, Obj]:
+    if event.get("type") == "ERROR" and (event.get("object") or {}).get("code") == 410:
+        raise WatchExpired
+    return event["type"], event["object"]

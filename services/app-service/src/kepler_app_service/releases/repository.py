@@ -1,0 +1,134 @@
+"""Every query about releases and deployments."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_db import App, Deployment, DeploymentEvent, DeploymentStatus, Namespace, Release
+
+ACTIVE = (DeploymentStatus.pending, DeploymentStatus.applying, DeploymentStatus.progressing)
+
+
+async def lock_app(session: AsyncSession, app_id: uuid.UUID) -> App:
+    """Serialises everything that changes what an app runs: releases are numbered, one rollout at a time."""
+    app = await session.get(App, app_id, with_for_update=True, populate_existing=True)
+    assert app is not None
+    return app
+
+
+async def latest_release(session: AsyncSession, app_id: uuid.UUID) -> Release | None:
+    return await session.scalar(
+        select(Release).where(Release.app_id == app_id).order_by(Release.number.desc()).limit(1)
+    )
+
+
+async def release(session: AsyncSession, app_id: uuid.UUID, number: int) -> Release | None:
+    return await session.scalar(select(Release).where(Release.app_id == app_id, Release.number == number))
+
+
+async def release_by_id(session: AsyncSession, release_id: uuid.UUID) -> Release:
+    found = await session.get(Release, release_id)
+    assert found is not None
+    return found
+
+
+async def list_releases(
+    session: AsyncSession, app_id: uuid.UUID, limit: int, after: list[Any] | None
+) -> list[Release]:
+    query = select(Release).where(Release.app_id == app_id).order_by(Release.number.desc()).limit(limit + 1)
+    if after:
+        query = query.where(Release.number < int(after[0]))
+    return list(await session.scalars(query))
+
+
+async def last_good_release(
+    session: AsyncSession, app_id: uuid.UUID, other_than: uuid.UUID
+) -> Release | None:
+    """The release of the newest deployment that rolled out, other than the failing one."""
+    query = (
+        select(Release)
+        .join(Deployment, Deployment.release_id == Release.id)
+        .where(
+            Deployment.app_id == app_id,
+            Deployment.status == DeploymentStatus.succeeded,
+            Release.id != other_than,
+        )
+        .order_by(Deployment.finished_at.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
+
+
+async def active_deployments(session: AsyncSession, app_id: uuid.UUID) -> list[Deployment]:
+    query = (
+        select(Deployment).where(Deployment.app_id == app_id, Deployment.status.in_(ACTIVE)).with_for_update()
+    )
+    return list(await session.scalars(query))
+
+
+async def deployment_in(
+    session: AsyncSession, app_id: uuid.UUID, deployment_id: uuid.UUID
+) -> Deployment | None:
+    return await session.scalar(
+        select(Deployment).where(Deployment.id == deployment_id, Deployment.app_id == app_id)
+    )
+
+
+async def list_deployments(
+    session: AsyncSession, app_id: uuid.UUID, limit: int, after: list[Any] | None
+) -> list[tuple[Deployment, int]]:
+    query = (
+        select(Deployment, Release.number)
+        .join(Release, Release.id == Deployment.release_id)
+        .where(Deployment.app_id == app_id)
+        .order_by(Deployment.created_at.desc(), Deployment.id.desc())
+        .limit(limit + 1)
+    )
+    if after:
+        query = query.where(
+            tuple_(Deployment.created_at, Deployment.id)
+            < (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
+        )
+    return [(d, n) for d, n in (await session.execute(query)).all()]
+
+
+async def deployment_context(
+    session: AsyncSession, deployment_id: uuid.UUID
+) -> tuple[Deployment, App, str] | None:
+    query = (
+        select(Deployment, App, Namespace.name)
+        .join(App, App.id == Deployment.app_id)
+        .join(Namespace, Namespace.id == App.namespace_id)
+        .where(Deployment.id == deployment_id)
+    )
+    row = (await session.execute(query)).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+async def claim(session: AsyncSession, deployment_id: uuid.UUID, attempt: int) -> bool:
+    """Compare-and-set on `attempt`: of two runs of the same deployment, only one may own it."""
+    query = (
+        update(Deployment)
+        .where(Deployment.id == deployment_id, Deployment.attempt == attempt, Deployment.status.in_(ACTIVE))
+        .values(attempt=attempt + 1, heartbeat_at=func.now())
+        .returning(Deployment.id)
+    )
+    return (await session.scalar(query)) is not None
+
+
+def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int]:
+    """The sweeper's query: active deployments nobody has touched lately (lost job, killed worker)."""
+    heartbeat = func.coalesce(Deployment.heartbeat_at, Deployment.updated_at)
+    return select(Deployment.id, Deployment.attempt).where(Deployment.status.in_(ACTIVE), heartbeat < cutoff)
+
+
+async def events_after(session: AsyncSession, deployment_id: uuid.UUID, after: int) -> list[DeploymentEvent]:
+    query = (
+        select(DeploymentEvent)
+        .where(DeploymentEvent.deployment_id == deployment_id, DeploymentEvent.id > after)
+        .order_by(DeploymentEvent.id)
+    )
+    return list(await session.scalars(query))

@@ -1,0 +1,116 @@
+"""Reading a Deployment as `kubectl rollout status` does, plus the crash loops kubectl would wait out."""
+
+from dataclasses import dataclass
+from typing import Any
+
+Obj = dict[str, Any]
+CRASH_REASONS = frozenset(
+    {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"}
+)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    done: bool
+    failed: bool
+    reason: str | None
+    message: str
+    desired: int
+    updated: int
+    ready: int
+    available: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "desired": self.desired,
+            "updated": self.updated,
+            "ready": self.ready,
+            "available": self.available,
+        }
+
+
+def _condition(status: Obj, kind: str) -> Obj | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+def rollout_status(deployment: Obj) -> Rollout:
+    """kubectl's order: spec not yet observed; deadline exceeded; updating; old terminating; availability."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    updated, ready = int(status.get("updatedReplicas", 0)), int(status.get("readyReplicas", 0))
+    available, total = int(status.get("availableReplicas", 0)), int(status.get("replicas", 0))
+
+    def result(done: bool, failed: bool, message: str, reason: str | None = None) -> Rollout:
+        return Rollout(done, failed, reason, message, desired, updated, ready, available)
+
+    generation = int((deployment.get("metadata") or {}).get("generation", 0))
+    if generation > int(status.get("observedGeneration", 0)):
+        return result(False, False, "Waiting for the deployment spec update to be observed")
+    progressing = _condition(status, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return result(
+            False,
+            True,
+            progressing.get("message") or "progress deadline exceeded",
+            "ProgressDeadlineExceeded",
+        )
+    failure = _condition(status, "ReplicaFailure")
+    if failure and failure.get("status") == "True":
+        return result(False, True, failure.get("message") or "pods cannot be created", failure.get("reason"))
+    if updated < desired:
+        return result(False, False, f"{updated} of {desired} updated replicas are available")
+    if total > updated:
+        return result(False, False, f"{total - updated} old replicas are pending termination")
+    if available < updated:
+        return result(False, False, f"{available} of {updated} updated replicas are available")
+    return result(True, False, "successfully rolled out")
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    phase: str
+    ready: bool
+    restarts: int
+    waiting_reason: str | None
+    node: str | None
+    release: str | None
+
+    @classmethod
+    def of(cls, pod: Obj) -> "PodState":
+        status = pod.get("status") or {}
+        containers = status.get("containerStatuses") or []
+        waiting = next(
+            (
+                c["state"]["waiting"].get("reason")
+                for c in containers
+                if (c.get("state") or {}).get("waiting")
+            ),
+            None,
+        )
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        )
+        metadata = pod.get("metadata") or {}
+        return cls(
+            name=metadata.get("name", ""),
+            phase=status.get("phase", "Unknown"),
+            ready=ready,
+            restarts=sum(int(c.get("restartCount", 0)) for c in containers),
+            waiting_reason=waiting,
+            node=(pod.get("spec") or {}).get("nodeName"),
+            release=(metadata.get("annotations") or {}).get("kepler.dev/release"),
+        )
+
+
+def crash_looping(pods: list[PodState], release: int, threshold: int) -> PodState | None:
+    """A pod of this release that keeps failing: waiting out the deadline would only delay the rollback."""
+    for pod in pods:
+        if pod.release != str(release):
+            continue
+        if pod.waiting_reason in CRASH_REASONS and (
+            pod.restarts >= threshold or pod.waiting_reason != "CrashLoopBackOff"
+        ):
+            return pod
+    return None

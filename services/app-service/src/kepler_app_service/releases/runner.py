@@ -1,0 +1,301 @@
+"""The job that makes a deployment happen: apply, follow the rollout, finish, roll back if it failed.
+
+Jobs may run twice and workers may die: a run first *claims* the deployment (compare-and-set on `attempt`),
+applies with server-side apply (a re-apply is a no-op), and heartbeats while it follows the watch. A run
+that lost its claim stops; a deployment whose heartbeat goes quiet is picked up again by the sweeper.
+"""
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_app_service.kube.client import ClusterUnavailable, Kube, WatchExpired
+from kepler_app_service.kube.registry import ClusterRegistry
+from kepler_app_service.releases import events, manifests, repository, service
+from kepler_app_service.releases.rollout import PodState, Rollout, crash_looping, rollout_status
+from kepler_app_service.settings import AppServiceSettings
+from kepler_db import models
+from kepler_kit.audit import record_audit
+from kepler_kit.identity import Principal
+from kepler_kit.jobs import WorkerContext, session_scope
+from kepler_kit.logging import get_logger
+
+log = get_logger(__name__)
+SYSTEM = Principal(user_id=None, name="kepler")
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass
+class Target:
+    deployment_id: uuid.UUID
+    app_id: uuid.UUID
+    app: str
+    namespace: str
+    release: int
+    objects: list[manifests.Obj]
+    kube: Kube
+    deadline: float
+
+
+@dataclass
+class Progress:
+    last_counts: dict[str, int] = field(default_factory=dict)
+    pods: dict[str, PodState] = field(default_factory=dict)
+    beat: float = 0.0
+
+
+class Runner:
+    def __init__(self, ctx: WorkerContext, registry: ClusterRegistry, settings: AppServiceSettings) -> None:
+        self.ctx, self.registry, self.settings = ctx, registry, settings
+
+    async def run(self, deployment_id: uuid.UUID, attempt: int) -> str:
+        target = await self._claim(deployment_id, attempt)
+        if target is None:
+            return "skipped"
+        try:
+            applied = await self._apply(target)
+        except ClusterUnavailable as exc:
+            self.registry.failed(exc)
+            await self._back_to_pending(target, exc)
+            return "cluster-unavailable"
+        self.registry.reached(target.kube.name)
+        outcome = await self._follow(target, applied)
+        if outcome is None:
+            return "superseded"
+        await self._finish(target, outcome)
+        return "succeeded" if outcome.done else "failed"
+
+    async def _claim(self, deployment_id: uuid.UUID, attempt: int) -> Target | None:
+        async with session_scope(self.ctx) as session:
+            found = await repository.deployment_context(session, deployment_id)
+            if (
+                found is None
+                or found[0].status.finished
+                or not await repository.claim(session, deployment_id, attempt)
+            ):
+                return None
+            deployment, app, namespace = found
+            await session.refresh(deployment)
+            if await self._superseded(session, deployment):
+                return None
+            release = await repository.release_by_id(session, deployment.release_id)
+            kube = await self.registry.for_namespace(session, namespace, self.settings.default_cluster)
+            if deployment.status is models.DeploymentStatus.pending:
+                deployment.status, deployment.started_at = models.DeploymentStatus.applying, datetime.now(UTC)
+                events.record(session, deployment, "status", events.status_event(deployment))
+            spec_deadline = int(release.spec.get("progress_deadline_seconds", 600))
+            return Target(
+                deployment_id=deployment.id,
+                app_id=app.id,
+                app=app.name,
+                namespace=namespace,
+                release=release.number,
+                objects=service.objects_for(app, namespace, release),
+                kube=kube,
+                deadline=time.monotonic() + 2 * spec_deadline + 60,
+            )
+
+    async def _superseded(self, session: AsyncSession, deployment: models.Deployment) -> bool:
+        """Older active deployments of the app give way to this one; this one gives way to a newer one."""
+        for other in await repository.active_deployments(session, deployment.app_id):
+            if other.id == deployment.id:
+                continue
+            older, newer = (
+                (other, deployment) if other.created_at <= deployment.created_at else (deployment, other)
+            )
+            service._finish(
+                session, older, models.DeploymentStatus.superseded, "Superseded", f"superseded by {newer.id}"
+            )
+        return deployment.status is models.DeploymentStatus.superseded
+
+    async def _apply(self, target: Target) -> manifests.Obj:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}}
+        await target.kube.apply(namespace)
+        applied: manifests.Obj = {}
+        for obj in target.objects:
+            applied = await target.kube.apply(obj)
+        return applied  # the Deployment: applied last
+
+    async def _back_to_pending(self, target: Target, error: ClusterUnavailable) -> None:
+        """The cluster is down: the deployment waits (the sweeper retries) until it is back or cancelled."""
+        async with session_scope(self.ctx) as session:
+            deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
+            if deployment is None or deployment.status.finished:
+                return
+            deployment.status, deployment.reason = models.DeploymentStatus.pending, "ClusterUnavailable"
+            deployment.message, deployment.heartbeat_at = error.detail, datetime.now(UTC)
+            events.record(session, deployment, "status", events.status_event(deployment))
+
+    async def _follow(self, target: Target, applied: manifests.Obj) -> Rollout | None:
+        version = applied["metadata"]["resourceVersion"]
+        async with session_scope(self.ctx) as session:
+            deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
+            if deployment is None or deployment.status.finished:
+                return None
+            deployment.status, deployment.resource_version = models.DeploymentStatus.progressing, version
+            events.record(session, deployment, "status", events.status_event(deployment))
+        progress = Progress()
+        rollout = rollout_status(applied)
+        while time.monotonic() < target.deadline:
+            if rollout.done or rollout.failed:
+                return rollout
+            crash = await self._crash_check(target, progress)
+            if crash is not None:
+                return crash
+            if not await self._still_ours(target, progress, rollout, version, force=True):
+                return None
+            rollout, version = await self._watch_once(target, progress, version, rollout)
+        return Rollout(False, True, "KeplerDeadline", "the rollout did not finish in time", *_counts(rollout))
+
+    async def _watch_once(
+        self, target: Target, progress: Progress, version: str, rollout: Rollout
+    ) -> tuple[Rollout, str]:
+        """One watch stream (it ends after the server's timeout, or on a drop): resume from `version`."""
+        selector = f"metadata.name={target.app}"
+        try:
+            async for kind, obj in target.kube.watch("Deployment", target.namespace, version, selector):
+                version = obj.get("metadata", {}).get("resourceVersion", version)
+                if kind == "DELETED":
+                    return Rollout(
+                        False, True, "Deleted", "the Deployment was deleted", *_counts(rollout)
+                    ), version
+                if kind in ("ADDED", "MODIFIED"):
+                    rollout = rollout_status(obj)
+                    await self._still_ours(target, progress, rollout, version)
+                    if rollout.done or rollout.failed:
+                        break
+        except WatchExpired:
+            current = await target.kube.get("Deployment", target.namespace, target.app)
+            if current is None:
+                return Rollout(
+                    False, True, "Deleted", "the Deployment was deleted", *_counts(rollout)
+                ), version
+            return rollout_status(current), current["metadata"]["resourceVersion"]
+        except ClusterUnavailable as exc:
+            self.registry.failed(exc)
+            await asyncio.sleep(2)
+        return rollout, version
+
+    async def _crash_check(self, target: Target, progress: Progress) -> Rollout | None:
+        selector = ",".join(f"{k}={v}" for k, v in manifests.selector(target.app).items())
+        try:
+            pods = [
+                PodState.of(p) for p in (await target.kube.list("Pod", target.namespace, selector))["items"]
+            ]
+        except ClusterUnavailable:
+            return None
+        changed = [p for p in pods if progress.pods.get(p.name) != p]
+        progress.pods = {p.name: p for p in pods}
+        if changed:
+            await self._record(target, "pods", {"pods": [_pod(p) for p in changed]})
+        crash = crash_looping(pods, target.release, self.settings.crash_loop_restarts)
+        if crash is None:
+            return None
+        message = f"pod {crash.name} is in {crash.waiting_reason} after {crash.restarts} restarts"
+        counts = progress.last_counts
+        return Rollout(
+            False,
+            True,
+            "CrashLoop",
+            message,
+            *(counts.get(k, 0) for k in ("desired", "updated", "ready", "available")),
+        )
+
+    async def _still_ours(
+        self, target: Target, progress: Progress, rollout: Rollout, version: str, force: bool = False
+    ) -> bool:
+        """Records new replica counts and heartbeats; False once another deployment superseded this one."""
+        if (
+            rollout.counts == progress.last_counts
+            and not force
+            and time.monotonic() - progress.beat < HEARTBEAT_SECONDS
+        ):
+            return True
+        async with session_scope(self.ctx) as session:
+            deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
+            if deployment is None or deployment.status is not models.DeploymentStatus.progressing:
+                return False
+            deployment.heartbeat_at, deployment.resource_version = datetime.now(UTC), version
+            if rollout.counts != progress.last_counts:
+                deployment.replicas = rollout.counts
+                events.record(session, deployment, "replicas", {**rollout.counts, "message": rollout.message})
+        progress.last_counts, progress.beat = rollout.counts, time.monotonic()
+        return True
+
+    async def _record(self, target: Target, kind: str, data: dict[str, Any]) -> None:
+        async with session_scope(self.ctx) as session:
+            deployment = await session.get(models.Deployment, target.deployment_id)
+            if deployment is not None:
+                events.record(session, deployment, kind, data)
+
+    async def _finish(self, target: Target, outcome: Rollout) -> None:
+        async with session_scope(self.ctx) as session:
+            deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
+            if deployment is None or deployment.status is not models.DeploymentStatus.progressing:
+                return  # superseded or cancelled while we watched: its new owner reports
+            app = await repository.lock_app(session, target.app_id)
+            deployment.replicas = outcome.counts
+            if outcome.done:
+                service._finish(
+                    session, deployment, models.DeploymentStatus.succeeded, "RolledOut", outcome.message
+                )
+                app.current_release = target.release
+                return
+            await self._failed(session, app, deployment, target, outcome)
+
+    async def _failed(
+        self,
+        session: AsyncSession,
+        app: models.App,
+        deployment: models.Deployment,
+        target: Target,
+        outcome: Rollout,
+    ) -> None:
+        reason = outcome.reason or "Failed"
+        good = (
+            await repository.last_good_release(session, app.id, deployment.release_id)
+            if app.auto_rollback
+            else None
+        )
+        if good is None:
+            service._finish(session, deployment, models.DeploymentStatus.failed, reason, outcome.message)
+            return
+        message = f"{outcome.message}; rolled back to release {good.number}"
+        service._finish(session, deployment, models.DeploymentStatus.rolled_back, reason, message)
+        rollback = await service.start_deployment(session, app, good, None, automatic=True)
+        events.record(
+            session, deployment, "auto_rollback", {"to_release": good.number, "deployment": str(rollback.id)}
+        )
+        detail = {"failed_release": target.release, "to_release": good.number, "reason": reason}
+        record_audit(
+            session,
+            SYSTEM,
+            service=service.SERVICE,
+            action="app.auto_rollback",
+            target_type="app",
+            target=app.name,
+            namespace=target.namespace,
+            detail=detail,
+        )
+        log.warning(
+            "auto_rollback", app=app.name, namespace=target.namespace, to_release=good.number, reason=reason
+        )
+
+
+def _counts(rollout: Rollout) -> tuple[int, int, int, int]:
+    return rollout.desired, rollout.updated, rollout.ready, rollout.available
+
+
+def _pod(pod: PodState) -> dict[str, Any]:
+    return {
+        "name": pod.name,
+        "phase": pod.phase,
+        "ready": pod.ready,
+        "restarts": pod.restarts,
+        "reason": pod.waiting_reason,
+    }

@@ -1,0 +1,125 @@
+"""What the release and deployment endpoints accept and return."""
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kepler_app_service.releases.spec import Argv, Env, ImageRef, Probes, ReleaseSpec, Resources
+from kepler_app_service.schemas import Ports
+from kepler_kit.pagination import Page
+
+DeploymentState = Literal[
+    "pending", "applying", "progressing", "succeeded", "failed", "superseded", "rolled_back", "cancelled"
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeploymentCreate(Strict):
+    """Deploy a new image (with optional changes on top of the current release), or an existing release."""
+
+    image: ImageRef | None = None
+    image_digest: str | None = Field(None, pattern=r"^sha256:[a-f0-9]{64}$")
+    release: int | None = Field(None, ge=1, description="Re-deploy this release as it was recorded")
+    replicas: int | None = Field(None, ge=0, le=500)
+    resources: Resources | None = None
+    env: Env | None = None
+    command: Argv | None = None
+    args: Argv | None = None
+    ports: Ports | None = None
+    probes: Probes | None = None
+    progress_deadline_seconds: int | None = Field(None, ge=10, le=86400)
+
+
+class ReleaseChange(Strict):
+    """A day-2 change: becomes a new release, deployed at once, so it is in the history and can be undone."""
+
+    resources: Resources | None = None
+    env: Env | None = None
+    command: Argv | None = None
+    args: Argv | None = None
+    probes: Probes | None = None
+
+
+class RollbackRequest(Strict):
+    to_release: int | None = Field(None, ge=1, description="Default: the last release that rolled out")
+
+
+class ScaleRequest(Strict):
+    replicas: int = Field(ge=0, le=500)
+
+
+class AppSettingsUpdate(Strict):
+    auto_rollback: bool
+
+
+class Release(BaseModel):
+    number: int
+    cause: str
+    spec: ReleaseSpec
+    created_at: datetime
+    created_by: uuid.UUID | None
+
+
+class ReleasePage(Page[Release]):
+    pass
+
+
+class ReleaseDiff(BaseModel):
+    from_release: int
+    to_release: int
+    changes: list[dict[str, Any]] = Field(description="{path, from, to} for every field that differs")
+
+
+class Deployment(BaseModel):
+    id: uuid.UUID
+    app: str
+    release: int
+    status: DeploymentState
+    reason: str | None
+    message: str | None
+    automatic: bool = Field(description="An automatic rollback Kepler started")
+    replicas: dict[str, int]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class DeploymentPage(Page[Deployment]):
+    pass
+
+
+class Pod(BaseModel):
+    name: str
+    phase: str
+    ready: bool
+    restarts: int
+    node: str | None
+    release: int | None
+    current: bool = Field(description="Belongs to the app's current ReplicaSet")
+    containers: list[dict[str, Any]]
+    created_at: str | None
+
+
+class KubeEvent(BaseModel):
+    type: str
+    reason: str
+    message: str
+    object: str
+    count: int
+    last_seen: str | None
+
+
+class AppStatus(BaseModel):
+    app: str
+    current_release: int | None
+    rollout: str | None
+    desired: int | None
+    ready: int | None
+    updated: int | None
+    available: int | None
+    updated_at: str | None

@@ -1,0 +1,295 @@
+"""Releases and deployments: what an app runs, how it changes, how it goes back. Flushes, never commits.
+
+Every change that defines what runs becomes a new numbered release and a deployment of it; a deployment's
+job applies the objects and follows the rollout. Scale alone is applied directly (and remembered, so the
+next release starts from it).
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_app_service.kube.client import Kube
+from kepler_app_service.releases import events, manifests, repository
+from kepler_app_service.releases.schemas import (
+    Deployment,
+    DeploymentCreate,
+    DeploymentPage,
+    Release,
+    ReleaseChange,
+    ReleaseDiff,
+    ReleasePage,
+)
+from kepler_app_service.releases.spec import ReleaseSpec
+from kepler_db import models
+from kepler_kit.audit import record_audit
+from kepler_kit.errors import BadRequest, Conflict, NotFound
+from kepler_kit.identity import Principal
+from kepler_kit.jobs import enqueue_after_commit
+from kepler_kit.pagination import PageRequest, page_of
+
+SERVICE = "app-service"
+RUN_DEPLOYMENT = "run_deployment"
+
+
+def _audit(
+    session: AsyncSession, who: Principal, action: str, app: models.App, ns: str, **detail: Any
+) -> None:
+    record_audit(
+        session,
+        who,
+        service=SERVICE,
+        action=action,
+        target_type="app",
+        target=app.name,
+        namespace=ns,
+        detail=detail,
+    )
+
+
+def _spec(release: models.Release) -> ReleaseSpec:
+    return ReleaseSpec.model_validate(release.spec)
+
+
+async def new_release(
+    session: AsyncSession, app: models.App, spec: ReleaseSpec, cause: str, who: Principal
+) -> models.Release:
+    latest = await repository.latest_release(session, app.id)
+    release = models.Release(
+        app_id=app.id,
+        number=(latest.number + 1) if latest else 1,
+        spec=spec.model_dump(mode="json"),
+        cause=cause[:200],
+        created_by=who.user_id,
+    )
+    session.add(release)
+    await session.flush()
+    return release
+
+
+async def start_deployment(
+    session: AsyncSession,
+    app: models.App,
+    release: models.Release,
+    who: Principal | None,
+    automatic: bool = False,
+) -> models.Deployment:
+    """Pending deployments of the app are superseded: only the newest intent is worth rolling out."""
+    for older in await repository.active_deployments(session, app.id):
+        if older.status is models.DeploymentStatus.pending:
+            _finish(
+                session,
+                older,
+                models.DeploymentStatus.superseded,
+                "Superseded",
+                "a newer deployment was requested",
+            )
+    deployment = models.Deployment(
+        app_id=app.id,
+        release_id=release.id,
+        status=models.DeploymentStatus.pending,
+        automatic=automatic,
+        requested_by=who.user_id if who else None,
+        replicas={},
+    )
+    session.add(deployment)
+    await session.flush()
+    events.record(
+        session, deployment, "status", {**events.status_event(deployment), "release": release.number}
+    )
+    enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), "0")
+    return deployment
+
+
+def _finish(
+    session: AsyncSession,
+    deployment: models.Deployment,
+    status: models.DeploymentStatus,
+    reason: str,
+    message: str,
+) -> None:
+    deployment.status, deployment.reason, deployment.message = status, reason, message[:2000]
+    deployment.finished_at = datetime.now(UTC)
+    events.record(session, deployment, "status", events.status_event(deployment))
+
+
+def _merged(base: ReleaseSpec | None, body: DeploymentCreate | ReleaseChange, app: models.App) -> ReleaseSpec:
+    changes = body.model_dump(exclude_unset=True, exclude={"release"})
+    if base is None:
+        if "image" not in changes:
+            raise BadRequest("The app has no release yet: give an `image` to deploy.")
+        start: dict[str, Any] = {"ports": app.ports, "replicas": app.scaled_replicas or 1}
+    else:
+        start = base.model_dump(exclude={"restarted_at"})
+        if app.scaled_replicas is not None:
+            start["replicas"] = app.scaled_replicas
+        if "image" in changes and "image_digest" not in changes:
+            start["image_digest"] = None  # a new image's digest is not the old one's
+    return ReleaseSpec.model_validate({**start, **changes})
+
+
+async def deploy(
+    session: AsyncSession, who: Principal, ns: str, app: models.App, body: DeploymentCreate
+) -> tuple[models.Deployment, int]:
+    app = await repository.lock_app(session, app.id)
+    if body.release is not None:
+        if body.model_fields_set - {"release"}:
+            raise BadRequest(
+                "Deploy either an existing `release` as recorded, or an image with changes, not both."
+            )
+        release = await repository.release(session, app.id, body.release)
+        if release is None:
+            raise NotFound(f"App '{app.name}' has no release {body.release}.")
+    else:
+        latest = await repository.latest_release(session, app.id)
+        spec = _merged(_spec(latest) if latest else None, body, app)
+        release = await new_release(session, app, spec, "deploy", who)
+    deployment = await start_deployment(session, app, release, who)
+    _audit(session, who, "app.deploy", app, ns, release=release.number, deployment=str(deployment.id))
+    return deployment, release.number
+
+
+async def change(
+    session: AsyncSession, who: Principal, ns: str, app: models.App, body: ReleaseChange | None, cause: str
+) -> tuple[models.Deployment, int]:
+    """Resources, env, command, probes, restart: a new release from the latest, deployed at once."""
+    app = await repository.lock_app(session, app.id)
+    latest = await repository.latest_release(session, app.id)
+    if latest is None:
+        raise Conflict(f"App '{app.name}' has never been deployed; deploy an image first.")
+    if body is None:  # restart: same spec, a new pod template
+        spec = _spec(latest).model_copy(
+            update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
+    else:
+        spec = _merged(_spec(latest), body, app)
+    release = await new_release(session, app, spec, cause, who)
+    deployment = await start_deployment(session, app, release, who)
+    _audit(session, who, f"app.{cause}", app, ns, release=release.number, deployment=str(deployment.id))
+    return deployment, release.number
+
+
+async def rollback(
+    session: AsyncSession, who: Principal, ns: str, app: models.App, to_release: int | None
+) -> tuple[models.Deployment, int]:
+    """Re-applies a recorded release whole: image, env, command, probes, resources, and its references."""
+    app = await repository.lock_app(session, app.id)
+    if to_release is not None:
+        target = await repository.release(session, app.id, to_release)
+        if target is None:
+            raise NotFound(f"App '{app.name}' has no release {to_release}.")
+    else:
+        current = await repository.release(session, app.id, app.current_release or 0)
+        target = await repository.last_good_release(session, app.id, current.id if current else uuid.uuid4())
+        if target is None:
+            raise Conflict(f"App '{app.name}' has no earlier release that rolled out.")
+    deployment = await start_deployment(session, app, target, who)
+    _audit(session, who, "app.rollback", app, ns, release=target.number, deployment=str(deployment.id))
+    return deployment, target.number
+
+
+async def scale(
+    session: AsyncSession, who: Principal, ns: str, app: models.App, replicas: int, kube: Kube
+) -> None:
+    """Applied directly under its own field manager, recorded on the app and in the audit log."""
+    app = await repository.lock_app(session, app.id)
+    if app.current_release is None:
+        raise Conflict(f"App '{app.name}' has never been rolled out; deploy it first.")
+    before, app.scaled_replicas = app.scaled_replicas, replicas
+    await kube.apply_scale(ns, app.name, replicas)
+    _audit(session, who, "app.scale", app, ns, replicas=replicas, before=before)
+
+
+async def cancel(
+    session: AsyncSession, who: Principal, ns: str, app: models.App, deployment_id: uuid.UUID
+) -> None:
+    deployment = await repository.deployment_in(session, app.id, deployment_id)
+    if deployment is None:
+        raise NotFound("No such deployment for this app.")
+    if deployment.status is not models.DeploymentStatus.pending:
+        raise Conflict(f"Only a pending deployment can be cancelled; this one is {deployment.status.value}.")
+    _finish(session, deployment, models.DeploymentStatus.cancelled, "Cancelled", f"cancelled by {who.name}")
+    _audit(session, who, "app.deploy_cancel", app, ns, deployment=str(deployment.id))
+
+
+def deployment_out(deployment: models.Deployment, app: str, release: int) -> Deployment:
+    return Deployment(
+        id=deployment.id,
+        app=app,
+        release=release,
+        status=deployment.status.value,
+        reason=deployment.reason,
+        message=deployment.message,
+        automatic=deployment.automatic,
+        replicas=deployment.replicas,
+        created_at=deployment.created_at,
+        started_at=deployment.started_at,
+        finished_at=deployment.finished_at,
+    )
+
+
+async def get_deployment(session: AsyncSession, app: models.App, deployment_id: uuid.UUID) -> Deployment:
+    deployment = await repository.deployment_in(session, app.id, deployment_id)
+    if deployment is None:
+        raise NotFound("No such deployment for this app.")
+    release = await repository.release_by_id(session, deployment.release_id)
+    return deployment_out(deployment, app.name, release.number)
+
+
+async def list_deployments(session: AsyncSession, app: models.App, page: PageRequest) -> DeploymentPage:
+    rows = await repository.list_deployments(session, app.id, page.limit, page.after)
+    return page_of(
+        DeploymentPage,
+        rows,
+        page.limit,
+        lambda r: [r[0].created_at.isoformat(), str(r[0].id)],
+        lambda r: deployment_out(r[0], app.name, r[1]),
+    )
+
+
+def release_out(release: models.Release) -> Release:
+    return Release(
+        number=release.number,
+        cause=release.cause,
+        spec=_spec(release),
+        created_at=release.created_at,
+        created_by=release.created_by,
+    )
+
+
+async def list_releases(session: AsyncSession, app: models.App, page: PageRequest) -> ReleasePage:
+    rows = await repository.list_releases(session, app.id, page.limit, page.after)
+    return page_of(ReleasePage, rows, page.limit, lambda r: [r.number], release_out)
+
+
+async def get_release(session: AsyncSession, app: models.App, number: int) -> models.Release:
+    release = await repository.release(session, app.id, number)
+    if release is None:
+        raise NotFound(f"App '{app.name}' has no release {number}.")
+    return release
+
+
+def _flatten(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{path}.{key}" if path else str(key)))
+        return flat
+    return {path: value}
+
+
+async def diff(session: AsyncSession, app: models.App, a: int, b: int) -> ReleaseDiff:
+    left = _flatten((await get_release(session, app, a)).spec)
+    right = _flatten((await get_release(session, app, b)).spec)
+    changes = [
+        {"path": path, "from": left.get(path), "to": right.get(path)}
+        for path in sorted(left.keys() | right.keys())
+        if left.get(path) != right.get(path)
+    ]
+    return ReleaseDiff(from_release=a, to_release=b, changes=changes)
+
+
+def objects_for(app: models.App, ns: str, release: models.Release) -> list[manifests.Obj]:
+    return manifests.objects(app.name, ns, release.number, _spec(release))

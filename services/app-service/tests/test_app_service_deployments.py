@@ -1,0 +1,292 @@
+"""Releases on a (fake) Kubernetes: deploy, follow, fail and roll back, supersede, survive watch faults."""
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_app_service.settings import AppServiceSettings
+from kepler_app_service.tasks import cluster_registry, sweeps
+from kepler_db import Cluster, Deployment, DeploymentStatus, Release
+from kepler_kit.jobs import WorkerContext, sweep
+from kepler_kubefake import DropWatch, KubeFake, WatchGone
+
+BASE = "/api/v1/namespaces/team-a/apps/web"
+IMAGE = "registry.example.com/team/web"
+GOOD: dict[str, Any] = {
+    "image": f"{IMAGE}:1",
+    "replicas": 2,
+    "env": [{"name": "MODE", "value": "one"}],
+    "resources": {
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    },
+}
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[KubeFake]:
+    async with KubeFake.start(
+        ready_delay=0.05, time_scale=0.002, crash_period=0.05, bookmark_interval=0.05
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings_overrides: dict[str, Any]) -> AppServiceSettings:
+    return AppServiceSettings(**settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2)
+
+
+@pytest.fixture
+async def deployer(worker: Any, settings: AppServiceSettings) -> AsyncIterator[Any]:
+    worker.settings = settings
+    worker.clients = {"clusters": cluster_registry(settings)}
+    yield worker
+    await worker.clients["clusters"].close()
+
+
+async def cluster_at(session: AsyncSession, url: str) -> None:
+    session.add(Cluster(name="test", api_url=url))
+    await session.flush()
+
+
+async def make_app(client: httpx.AsyncClient) -> None:
+    assert (
+        await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
+    ).status_code == 201
+    app = {"name": "web", "git_url": "https://g.example/web.git", "ports": [{"name": "http", "port": 8080}]}
+    assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
+
+
+@pytest.fixture
+async def web(client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake) -> None:
+    await cluster_at(session, fake.url)
+    await make_app(client)
+
+
+async def deploy(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(f"{BASE}/deployments", json=body)
+    assert response.status_code == 201, response.text
+    deployment: dict[str, Any] = response.json()
+    assert response.headers["location"].endswith(f"/deployments/{deployment['id']}")
+    return deployment
+
+
+async def state(client: httpx.AsyncClient, deployment_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await client.get(f"{BASE}/deployments/{deployment_id}")).json()
+    return body
+
+
+def container(fake: KubeFake) -> dict[str, Any]:
+    deployment = fake.get("Deployment", "web", "team-a")
+    assert deployment is not None
+    first: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return first
+
+
+@pytest.mark.usefixtures("web")
+class TestDeploy:
+    async def test_rolls_out_with_server_side_apply(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        created = await deploy(client, GOOD)
+        assert (created["status"], created["release"]) == ("pending", 1)
+        assert await deployer.run() >= 1
+        done = await state(client, created["id"])
+        assert (done["status"], done["reason"]) == ("succeeded", "RolledOut")
+        assert done["replicas"]["available"] == 2
+        assert container(fake)["image"] == f"{IMAGE}:1"
+        assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
+        applies = [r for r in fake.requests if r.method == "PATCH" and "deployments/web" in r.path]
+        assert {(r.content_type, r.field_manager) for r in applies} == {
+            ("application/apply-patch+yaml", "kepler")
+        }
+        status = (await client.get(f"{BASE}/status")).json()
+        assert status["current_release"] == 1
+
+    async def test_events_stream_then_end_and_resume(self, client: httpx.AsyncClient, deployer: Any) -> None:
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        response = await client.get(f"{BASE}/deployments/{created['id']}/events")
+        assert response.headers["content-type"].startswith("text/event-stream")
+        frames = [f for f in response.text.split("\n\n") if f.startswith("id:")]
+        statuses = [json.loads(f.split("data: ", 1)[1])["status"] for f in frames if "event: status" in f]
+        assert statuses == ["pending", "applying", "progressing", "succeeded"]
+        assert any("event: replicas" in f for f in frames)
+        middle = frames[1].split("\n")[0].removeprefix("id: ")
+        resumed = await client.get(
+            f"{BASE}/deployments/{created['id']}/events", headers={"Last-Event-ID": middle}
+        )
+        assert resumed.text.count("id: ") == len(frames) - 2
+
+    async def test_second_run_of_the_same_job_changes_nothing(
+        self, client: httpx.AsyncClient, deployer: Any, arq: ArqRedis, queue_name: str, fake: KubeFake
+    ) -> None:
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        await arq.enqueue_job("run_deployment", created["id"], "0", _queue_name=queue_name)
+        applies_before = len([r for r in fake.requests if r.method == "PATCH"])
+        await deployer.run()
+        assert len([r for r in fake.requests if r.method == "PATCH"]) == applies_before
+        assert (await state(client, created["id"]))["status"] == "succeeded"
+
+    async def test_newer_deploy_supersedes_pending_one(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        first = await deploy(client, GOOD)
+        second = await deploy(client, {**GOOD, "image": f"{IMAGE}:2"})
+        await deployer.run()
+        assert (await state(client, first["id"]))["status"] == "superseded"
+        assert (await state(client, second["id"]))["status"] == "succeeded"
+        assert container(fake)["image"] == f"{IMAGE}:2"
+
+
+@pytest.mark.usefixtures("web")
+class TestRollback:
+    async def test_failed_rollout_rolls_back_image_env_and_resources(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake, session: AsyncSession
+    ) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        broken = {
+            "image": f"{IMAGE}-crashloop:2",
+            "env": [{"name": "MODE", "value": "two"}],
+            "resources": {"limits": {"cpu": "2", "memory": "1Gi"}},
+        }
+        failing = await deploy(client, broken)
+        await deployer.run()
+        failed = await state(client, failing["id"])
+        assert failed["status"] == "rolled_back"
+        assert failed["reason"] in ("CrashLoop", "ProgressDeadlineExceeded")
+        assert "rolled back to release 1" in failed["message"]
+        latest = (await client.get(f"{BASE}/deployments")).json()["items"][0]
+        assert (latest["release"], latest["automatic"], latest["status"]) == (1, True, "succeeded")
+        assert container(fake)["image"] == f"{IMAGE}:1"
+        assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
+        assert container(fake)["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
+        assert (await client.get(f"{BASE}/status")).json()["current_release"] == 1
+
+    async def test_failure_without_auto_rollback_stays_failed(
+        self, client: httpx.AsyncClient, deployer: Any
+    ) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        assert (await client.patch(f"{BASE}/settings", json={"auto_rollback": False})).status_code == 200
+        failing = await deploy(client, {"image": f"{IMAGE}-crashloop:2"})
+        await deployer.run()
+        assert (await state(client, failing["id"]))["status"] == "failed"
+
+    async def test_rollback_to_release_restores_it_whole(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        await deploy(
+            client, {"image": f"{IMAGE}:2", "env": [{"name": "MODE", "value": "two"}], "replicas": 1}
+        )
+        await deployer.run()
+        assert container(fake)["env"] == [{"name": "MODE", "value": "two"}]
+        response = await client.post(f"{BASE}/rollback", json={"to_release": 1})
+        assert response.status_code == 201, response.text
+        await deployer.run()
+        assert (await state(client, response.json()["id"]))["status"] == "succeeded"
+        assert container(fake)["image"] == f"{IMAGE}:1"
+        assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
+        deployment = fake.get("Deployment", "web", "team-a")
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 2
+        diff = (await client.get(f"{BASE}/releases/2/diff", params={"against": 1})).json()
+        assert {c["path"] for c in diff["changes"]} >= {"image", "replicas", "env"}
+
+
+@pytest.mark.usefixtures("web")
+class TestWatchFaults:
+    async def test_gone_and_dropped_watches_still_complete(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        fake.inject(WatchGone(times=1, path="deployments"))
+        fake.inject(DropWatch(after_events=1, times=2, path="deployments"))
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        assert (await state(client, created["id"]))["status"] == "succeeded"
+        watches = [r for r in fake.requests if r.method == "GET" and "watch" in str(r.query)]
+        assert len(watches) >= 2
+
+
+class TestBadInput:
+    @pytest.mark.usefixtures("web")
+    async def test_invalid_specs_are_422_and_nothing_applied(
+        self, client: httpx.AsyncClient, fake: KubeFake, session: AsyncSession
+    ) -> None:
+        bad = [
+            {"image": "Bad Image!"},
+            {**GOOD, "resources": {"limits": {"cpu": "500x"}}},
+            {**GOOD, "env": [{"name": "1 BAD", "value": "x"}]},
+            {**GOOD, "ports": [{"name": "http", "port": 70000}]},
+            {**GOOD, "probes": {"readiness": {"check": {"type": "http", "port": 0}}}},
+            {**GOOD, "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},
+            {**GOOD, "replicas": -1},
+        ]
+        for body in bad:
+            response = await client.post(f"{BASE}/deployments", json=body)
+            assert response.status_code == 422, body
+            assert response.json()["errors"], body
+        assert await session.scalar(select(func.count()).select_from(Release)) == 0
+        assert fake.get("Deployment", "web", "team-a") is None
+
+    @pytest.mark.usefixtures("web")
+    async def test_first_deploy_needs_an_image(self, client: httpx.AsyncClient) -> None:
+        assert (await client.post(f"{BASE}/deployments", json={"replicas": 2})).status_code == 400
+        assert (await client.post(f"{BASE}/deployments", json={"release": 9})).status_code == 404
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class TestClusterDown:
+    async def test_503_then_proceeds_when_the_cluster_returns(
+        self,
+        client: httpx.AsyncClient,
+        deployer: Any,
+        session: AsyncSession,
+        settings: AppServiceSettings,
+        arq: ArqRedis,
+        queue_name: str,
+    ) -> None:
+        port = free_port()
+        await cluster_at(session, f"http://127.0.0.1:{port}")
+        await make_app(client)
+        response = await client.post(f"{BASE}/deployments", json=GOOD)
+        assert response.status_code == 503
+        problem = response.json()
+        assert problem["cluster"] == "test"
+        deployment_id = problem["deployment"]
+        await deployer.run()
+        waiting = await state(client, deployment_id)
+        assert (waiting["status"], waiting["reason"]) == ("pending", "ClusterUnavailable")
+
+        async with KubeFake.start(port=port, ready_delay=0.05, time_scale=0.002) as fake:
+            quick = AppServiceSettings(**{**settings.model_dump(), "deploy_stale_seconds": 0.001})
+            ctx: WorkerContext = {
+                "redis": arq,
+                "queue_name": queue_name,
+                "sessionmaker": deployer.sessionmaker,
+            }
+            ctx["sweeps"] = sweeps(quick)
+            assert await sweep(ctx) == 1
+            await deployer.run()
+            assert (await state(client, deployment_id))["status"] == "succeeded"
+            assert fake.get("Deployment", "web", "team-a") is not None
+        row = await session.get(Deployment, deployment_id)
+        assert row is not None
+        assert row.status is DeploymentStatus.succeeded
