@@ -290,3 +290,58 @@ class TestClusterDown:
         row = await session.get(Deployment, deployment_id)
         assert row is not None
         assert row.status is DeploymentStatus.succeeded
+
+
+@pytest.mark.usefixtures("web")
+class TestDayTwo:
+    async def test_scale_applies_now_and_later_releases_keep_it(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake, session: AsyncSession
+    ) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        assert (await client.post(f"{BASE}/scale", json={"replicas": 4})).status_code == 204
+        live = fake.get("Deployment", "web", "team-a")
+        assert live is not None
+        assert live["spec"]["replicas"] == 4
+        change = await client.post(f"{BASE}/releases", json={"env": [{"name": "MODE", "value": "three"}]})
+        assert change.status_code == 201
+        await deployer.run()
+        release = (await client.get(f"{BASE}/releases/2")).json()
+        assert (release["cause"], release["spec"]["replicas"]) == ("change", 4)
+        assert release["spec"]["resources"] == GOOD["resources"]
+        assert container(fake)["env"] == [{"name": "MODE", "value": "three"}]
+
+    async def test_restart_is_a_new_release_with_a_new_template(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        restarted = await client.post(f"{BASE}/restart")
+        assert restarted.status_code == 201
+        await deployer.run()
+        assert (await state(client, restarted.json()["id"]))["status"] == "succeeded"
+        live = fake.get("Deployment", "web", "team-a")
+        assert live is not None
+        annotations = live["spec"]["template"]["metadata"]["annotations"]
+        assert "kubectl.kubernetes.io/restartedAt" in annotations
+        assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
+
+    async def test_pods_events_and_deleting_only_own_pods(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        pods = (await client.get(f"{BASE}/pods")).json()
+        assert len(pods) == 2
+        assert all(p["ready"] and p["current"] and p["release"] == 1 for p in pods)
+        assert pods[0]["containers"][0]["image"] == f"{IMAGE}:1"
+        events = (await client.get(f"{BASE}/events")).json()
+        assert any(e["reason"] == "ScalingReplicaSet" for e in events)
+        assert (await client.delete(f"{BASE}/pods/not-a-pod-of-web")).status_code == 404
+        assert (await client.delete(f"{BASE}/pods/{pods[0]['name']}")).status_code == 204
+        assert fake.get("Pod", pods[0]["name"], "team-a") is None
+
+    async def test_changes_need_a_first_deploy(self, client: httpx.AsyncClient) -> None:
+        assert (await client.post(f"{BASE}/restart")).status_code == 409
+        assert (await client.post(f"{BASE}/scale", json={"replicas": 2})).status_code == 409
+        assert (await client.post(f"{BASE}/rollback", json={})).status_code == 409
