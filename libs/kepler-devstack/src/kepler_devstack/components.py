@@ -1,0 +1,73 @@
+"""The table of Kepler's processes: edit `COMPONENTS` to add a service or drop a worker."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from kepler_devstack.supervisor import ProcessSpec
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One service: an ASGI app on `gateway_port + port_offset` and, optionally, its arq worker."""
+
+    name: str
+    package: str
+    port_offset: int
+    worker: bool = True
+
+    @property
+    def worker_name(self) -> str:
+        return self.name.removesuffix("-service") + "-worker"
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Component("gateway", "kepler_gateway", 0, worker=False),
+    Component("app-service", "kepler_app_service", 1),
+    Component("build-service", "kepler_build_service", 2),
+    Component("alert-service", "kepler_alert_service", 3),
+    Component("terminal-service", "kepler_terminal_service", 4),
+)
+
+
+def service_ports(gateway_port: int) -> dict[str, int]:
+    return {c.name: gateway_port + c.port_offset for c in COMPONENTS}
+
+
+def gateway_routes(gateway_port: int) -> dict[str, str]:
+    """`KEPLER_GATEWAY_APP_SERVICE_URL=http://127.0.0.1:8001` and so on: where the gateway proxies to."""
+    ports = service_ports(gateway_port)
+    return {
+        f"KEPLER_GATEWAY_{c.name.upper().replace('-', '_')}_URL": f"http://{HOST}:{ports[c.name]}"
+        for c in COMPONENTS
+        if c.port_offset
+    }
+
+
+def _service(c: Component, gateway_port: int) -> ProcessSpec:
+    argv = (
+        sys.executable, "-m", "uvicorn", f"{c.package}.app:create_app", "--factory",
+        "--host", HOST, "--port", str(gateway_port + c.port_offset),
+        "--no-access-log", "--log-level", "warning",
+    )  # fmt: skip
+    return ProcessSpec(c.name, argv, gateway_routes(gateway_port) if c.port_offset == 0 else {})
+
+
+def _worker(c: Component) -> ProcessSpec:
+    return ProcessSpec(c.worker_name, (sys.executable, "-m", "arq", f"{c.package}.tasks.WorkerSettings"))
+
+
+def kepler_services(gateway_port: int) -> list[ProcessSpec]:
+    return [_service(c, gateway_port) for c in COMPONENTS]
+
+
+def kepler_workers() -> list[ProcessSpec]:
+    return [_worker(c) for c in COMPONENTS if c.worker]
+
+
+def kepler_processes(gateway_port: int) -> list[ProcessSpec]:
+    """Every service, then every worker."""
+    return kepler_services(gateway_port) + kepler_workers()

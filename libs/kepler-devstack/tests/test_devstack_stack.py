@@ -1,0 +1,199 @@
+"""`python -m kepler_devstack`: the process table, configuration and the commands end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from kepler_devstack import procfs
+from kepler_devstack.components import kepler_processes
+from kepler_devstack.config import StackConfig
+from kepler_devstack.embedded import port_is_free, redis_ping
+from kepler_devstack.stack import DevstackError, check_ports_free, http_status, lock_data_dir
+
+
+class TestProcessTable:
+    def test_services_listen_on_consecutive_ports_and_workers_run_arq(self) -> None:
+        by_name = {spec.name: spec for spec in kepler_processes(9000)}
+        assert by_name["gateway"].argv[1:] == (
+            "-m", "uvicorn", "kepler_gateway.app:create_app", "--factory", "--host", "127.0.0.1",
+            "--port", "9000", "--no-access-log", "--log-level", "warning",
+        )  # fmt: skip
+        terminal = by_name["terminal-service"].argv
+        assert terminal[terminal.index("--port") + 1] == "9004"
+        assert by_name["app-worker"].argv[1:] == ("-m", "arq", "kepler_app_service.tasks.WorkerSettings")
+        assert "gateway-worker" not in by_name
+        assert len(by_name) == 9
+
+    def test_the_gateway_is_told_where_each_service_is(self) -> None:
+        gateway = next(spec for spec in kepler_processes(9000) if spec.name == "gateway")
+        assert gateway.env == {
+            "KEPLER_GATEWAY_APP_SERVICE_URL": "http://127.0.0.1:9001",
+            "KEPLER_GATEWAY_BUILD_SERVICE_URL": "http://127.0.0.1:9002",
+            "KEPLER_GATEWAY_ALERT_SERVICE_URL": "http://127.0.0.1:9003",
+            "KEPLER_GATEWAY_TERMINAL_SERVICE_URL": "http://127.0.0.1:9004",
+        }
+
+
+class TestConfig:
+    def test_defaults_to_dot_kepler_in_the_workspace_root(self, tmp_path: Path) -> None:
+        (tmp_path / "uv.lock").touch()
+        (tmp_path / "services" / "x").mkdir(parents=True)
+        config = StackConfig.from_env({}, cwd=tmp_path / "services" / "x")
+        assert (config.root, config.data_dir, config.gateway_port) == (tmp_path, tmp_path / ".kepler", 8000)
+        assert config.database_url is None
+        assert config.redis_url is None
+
+    def test_environment_overrides(self, tmp_path: Path) -> None:
+        database_url, redis_url = "postgresql+asyncpg://db/kepler", "redis://r:6379/0"
+        env = {"KEPLER_DATA_DIR": str(tmp_path / "d"), "KEPLER_GATEWAY_PORT": "18000",
+               "KEPLER_DATABASE_URL": database_url, "KEPLER_REDIS_URL": redis_url}  # fmt: skip
+        config = StackConfig.from_env(env, cwd=tmp_path)
+        assert (config.data_dir, config.gateway_port) == (tmp_path / "d", 18000)
+        assert (config.database_url, config.redis_url) == (database_url, redis_url)
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+class TestStartupChecks:
+    def test_a_busy_service_port_is_refused_with_a_hint(self, listening_port: int) -> None:
+        with pytest.raises(DevstackError, match=rf"{listening_port} \(gateway\).*KEPLER_GATEWAY_PORT"):
+            check_ports_free(listening_port)
+
+    def test_one_devstack_per_data_dir(self, tmp_path: Path) -> None:
+        with lock_data_dir(tmp_path), pytest.raises(DevstackError, match="another devstack"):
+            lock_data_dir(tmp_path).__enter__()
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[int]:
+    """Answers /readyz with 200 and anything else with 503, like a gateway still warming up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request_line = await reader.readline()
+        status = "200 OK" if b" /readyz " in request_line else "503 Service Unavailable"
+        writer.write(f"HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n".encode())
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+class TestHttpStatus:
+    async def test_reads_the_status_code(self, http_server: int) -> None:
+        assert await http_status("127.0.0.1", http_server, "/readyz") == 200
+        assert await http_status("127.0.0.1", http_server, "/other") == 503
+
+    async def test_nothing_listening_is_none(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        assert await http_status("127.0.0.1", port, "/readyz") is None
+
+
+def _devstack(command: str, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    """The CLI as `make run` starts it, confined to a temporary data dir and free ports."""
+    child_env = {k: v for k, v in os.environ.items() if k not in ("KEPLER_DATABASE_URL", "KEPLER_REDIS_URL")}
+    child_env |= {"KEPLER_DATA_DIR": str(tmp_path / "data"), **env}
+    argv = [sys.executable, "-m", "kepler_devstack", command]
+    return subprocess.Popen(argv, cwd=tmp_path, env=child_env, stdout=subprocess.PIPE, text=True)
+
+
+def _read_exports(devstack: subprocess.Popen[str]) -> dict[str, str]:
+    assert devstack.stdout is not None
+    return dict(shlex.split(devstack.stdout.readline())[1].split("=", 1) for _ in range(2))
+
+
+def free_port_block(size: int = 5) -> int:
+    """First port of `size` consecutive free ports, as the services need."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            first = int(sock.getsockname()[1])
+        if first + size < 65536 and all(port_is_free(first + i) for i in range(size)):
+            return first
+    raise AssertionError("no block of free ports")
+
+
+def test_run_stops_before_any_service_when_migrations_fail(tmp_path: Path) -> None:
+    """No alembic.ini in the (temporary) root: alembic fails, nothing starts, embedded servers stop."""
+    devstack = _devstack("run", tmp_path, KEPLER_GATEWAY_PORT=str(free_port_block()))
+    output, _ = devstack.communicate(timeout=60)
+    assert devstack.returncode == 1, output
+    assert "migrate          | " in output
+    assert "migrations failed; not starting services" in output
+    assert "gateway          |" not in output
+    assert output.rstrip().endswith("PostgreSQL stopped")
+
+
+STANDIN_ALEMBIC_ENV = """
+import asyncio, os
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+async def main():
+    engine = create_async_engine(os.environ["KEPLER_DATABASE_URL"])
+    async with engine.begin() as connection:
+        await connection.execute(text("create table if not exists migrated (id int)"))
+    await engine.dispose()
+    print("migrated", os.environ["KEPLER_DATABASE_URL"], flush=True)
+
+asyncio.run(main())
+"""
+
+
+def _write_standin_alembic_project(root: Path) -> None:
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
+    (root / "migrations" / "versions").mkdir(parents=True)
+    (root / "migrations" / "env.py").write_text(STANDIN_ALEMBIC_ENV)
+
+
+@pytest.fixture
+def embedded_devstack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    """`python -m kepler_devstack embedded` running on tmp_path, and the URLs it exported."""
+    running = _devstack("embedded", tmp_path)
+    try:
+        yield running, _read_exports(running)
+    finally:
+        if running.poll() is None:
+            running.send_signal(signal.SIGTERM)
+            running.wait(20)
+        assert running.stdout is not None
+        running.stdout.close()
+
+
+def test_embedded_servers_serve_make_migrate_and_stop_on_sigterm(
+    tmp_path: Path, embedded_devstack: tuple[subprocess.Popen[str], dict[str, str]]
+) -> None:
+    """`embedded` (or `run`) holds the data dir; `make migrate` next to it migrates that same PostgreSQL,
+    from the repo root, and leaves it running; SIGTERM then stops both servers."""
+    running, exports = embedded_devstack
+    _write_standin_alembic_project(tmp_path)
+    postmaster = int((tmp_path / "data" / "postgres" / "postmaster.pid").read_text().split()[0])
+    assert exports["KEPLER_DATABASE_URL"].endswith(f"?host={tmp_path / 'data' / 'postgres'}")
+    assert redis_ping(int(exports["KEPLER_REDIS_URL"].rsplit(":", 1)[1].split("/")[0]))
+
+    output, _ = _devstack("migrate", tmp_path).communicate(timeout=60)
+    assert f"migrate          | migrated {exports['KEPLER_DATABASE_URL']}" in output
+    assert procfs.pid_alive(postmaster)
+
+    running.send_signal(signal.SIGTERM)
+    assert running.wait(20) == 0
+    assert not procfs.pid_alive(postmaster)
+    assert not (tmp_path / "data" / "redis" / "redis.pid").exists()
