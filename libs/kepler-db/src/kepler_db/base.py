@@ -1,6 +1,6 @@
 """One MetaData for the whole schema, with a naming convention so migrations name constraints predictably."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, func
@@ -21,6 +21,12 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB, list[Any]: JSONB}
 
 
+def utcnow() -> datetime:
+    """The time of the write itself: SQL's now() is the transaction's start, so rows written in one
+    transaction would tie and lose their order."""
+    return datetime.now(UTC)
+
+
 class Timestamped:
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), onupdate=utcnow)

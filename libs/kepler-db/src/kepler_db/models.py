@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kepler_db.base import Base, Timestamped
+from kepler_db.base import Base, Timestamped, utcnow
 
 
 def _enum(kind: type[enum.Enum], name: str) -> Enum:
@@ -147,7 +147,7 @@ class AuditEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    occurred_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), index=True)
     service: Mapped[str] = mapped_column(String(64))
     actor_id: Mapped[uuid.UUID | None]
     actor: Mapped[str] = mapped_column(String(254))
@@ -170,7 +170,7 @@ class AuthSession(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     method: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
@@ -189,7 +189,7 @@ class RefreshToken(Base):
         ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
     )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     used_at: Mapped[datetime | None]
 
 
@@ -214,7 +214,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[TokenScope] = mapped_column(_enum(TokenScope, "token_scope"))
     namespace_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
@@ -230,7 +230,7 @@ class SigningKey(Base):
     algorithm: Mapped[str] = mapped_column(String(16))
     public_jwk: Mapped[dict[str, Any]]
     private_jwk_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     retired_at: Mapped[datetime | None]
 
 
@@ -278,7 +278,7 @@ class Release(Base):
     spec: Mapped[dict[str, Any]]
     cause: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 
 class Deployment(Timestamped, Base):
@@ -317,6 +317,6 @@ class DeploymentEvent(Base):
     deployment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("deployments.id", ondelete="CASCADE"), index=True
     )
-    occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]]

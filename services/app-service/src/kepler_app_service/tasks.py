@@ -1,10 +1,13 @@
 """app-service jobs. `arq kepler_app_service.tasks.WorkerSettings` runs them."""
 
+import asyncio
+import contextlib
 import uuid
 from datetime import timedelta
 
 from kepler_app_service import repository, service
-from kepler_app_service.kube.client import KubernetesCluster
+from kepler_app_service.kube.base import ClusterCredentials, Kube
+from kepler_app_service.kube.live import LiveStatus
 from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import repository as releases_repository
 from kepler_app_service.releases import service as releases_service
@@ -58,17 +61,25 @@ async def run_deployment(ctx: WorkerContext, deployment_id: str, attempt: str) -
 
 
 def cluster_registry(settings: AppServiceSettings) -> ClusterRegistry:
-    box = SecretBox(settings.secret_key.get_secret_value(), CLUSTER_SECRETS)
-    return ClusterRegistry(
-        box, lambda creds: KubernetesCluster(creds, watch_seconds=settings.watch_timeout_seconds)
-    )
+    def connect(credentials: ClusterCredentials) -> Kube:
+        from kepler_app_service.kube.client import KubernetesCluster  # ~100 MB: loaded once a cluster is used
+
+        return KubernetesCluster(credentials, watch_seconds=settings.watch_timeout_seconds)
+
+    return ClusterRegistry(SecretBox(settings.secret_key.get_secret_value(), CLUSTER_SECRETS), connect)
 
 
 async def _open_clients(ctx: WorkerContext) -> None:
-    ctx["clients"] = {"clusters": cluster_registry(_settings(ctx))}
+    """The cluster clients, and the watch that keeps every app's live status in Postgres."""
+    registry = cluster_registry(_settings(ctx))
+    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry).run())
+    ctx["clients"] = {"clusters": registry, "live_status": live}
 
 
 async def _close_clients(ctx: WorkerContext) -> None:
+    ctx["clients"]["live_status"].cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ctx["clients"]["live_status"]
     await ctx["clients"]["clusters"].close()
 
 

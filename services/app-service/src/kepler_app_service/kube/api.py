@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 from sqlalchemy import func, select
 
-from kepler_app_service.kube.client import ClusterUnavailable
+from kepler_app_service.kube.base import ClusterUnavailable
 from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_db import Cluster as ClusterRow
 from kepler_db import Namespace

@@ -8,77 +8,22 @@ import contextlib
 import json
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kepler_kit.errors import ServiceUnavailable
-
-Obj = dict[str, Any]
-FIELD_MANAGER = "kepler"
-APPLY_PATCH = "application/apply-patch+yaml"
-
-
-class ClusterUnavailable(ServiceUnavailable):
-    title = "Cluster unavailable"
-
-    def __init__(self, cluster: str, why: str) -> None:
-        super().__init__(f"Cluster '{cluster}' cannot be reached: {why}.", cluster=cluster)
-        self.cluster = cluster
-
-
-class WatchExpired(Exception):
-    """The resourceVersion we watched from is gone (410): re-list, then watch from the list's version."""
-
-
-@dataclass(frozen=True)
-class ClusterCredentials:
-    name: str
-    api_url: str
-    token: str | None = None
-    ca_data: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    insecure_skip_tls_verify: bool = False
-
-
-class Kube(Protocol):
-    """The few operations app-service performs on a cluster."""
-
-    name: str
-
-    async def apply(self, obj: Obj) -> Obj: ...
-    async def apply_scale(self, namespace: str, name: str, replicas: int) -> Obj: ...
-    async def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
-    async def list(self, kind: str, namespace: str, label_selector: str | None = None) -> Obj: ...
-    def watch(
-        self, kind: str, namespace: str, resource_version: str | None, field_selector: str | None = None
-    ) -> AsyncIterator[tuple[str, Obj]]: ...
-    async def delete(self, kind: str, namespace: str, name: str) -> bool: ...
-    async def ping(self) -> None: ...
-    async def close(self) -> None: ...
-
-
-_PATHS = {
-    "Namespace": ("/api/v1", "namespaces", False),
-    "Service": ("/api/v1", "services", True),
-    "Pod": ("/api/v1", "pods", True),
-    "Event": ("/api/v1", "events", True),
-    "ConfigMap": ("/api/v1", "configmaps", True),
-    "Secret": ("/api/v1", "secrets", True),
-    "Deployment": ("/apis/apps/v1", "deployments", True),
-    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
-}
-
-
-def _path(kind: str, namespace: str | None, name: str | None = None) -> str:
-    prefix, plural, namespaced = _PATHS[kind]
-    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespaced else f"{prefix}/{plural}"
-    return f"{path}/{name}" if name else path
+from kepler_app_service.kube.base import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    ClusterCredentials,
+    ClusterUnavailable,
+    Obj,
+    WatchExpired,
+    rest_path,
+)
 
 
 class KubernetesCluster:
@@ -137,7 +82,7 @@ class KubernetesCluster:
     async def apply(self, obj: Obj) -> Obj:
         """Server-side apply as `kepler`, forcing: Kepler is the source of truth for the fields it sets."""
         metadata = obj["metadata"]
-        path = _path(obj["kind"], metadata.get("namespace"), metadata["name"])
+        path = rest_path(obj["kind"], metadata.get("namespace"), metadata["name"])
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         return await self._json(
             "PATCH",
@@ -149,7 +94,7 @@ class KubernetesCluster:
 
     async def apply_scale(self, namespace: str, name: str, replicas: int) -> Obj:
         """Through the scale subresource, as `kepler-scale`: the next release's apply takes replicas back."""
-        path = _path("Deployment", namespace, name) + "/scale"
+        path = rest_path("Deployment", namespace, name) + "/scale"
         return await self._json(
             "PATCH",
             path,
@@ -161,23 +106,26 @@ class KubernetesCluster:
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:
             return await self._json(
-                "GET", _path(kind, namespace, name), header_params={"Accept": "application/json"}
+                "GET", rest_path(kind, namespace, name), header_params={"Accept": "application/json"}
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def list(self, kind: str, namespace: str, label_selector: str | None = None) -> Obj:
+    async def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> Obj:
         query = [("labelSelector", label_selector)] if label_selector else []
         return await self._json(
-            "GET", _path(kind, namespace), query_params=query, header_params={"Accept": "application/json"}
+            "GET",
+            rest_path(kind, namespace),
+            query_params=query,
+            header_params={"Accept": "application/json"},
         )
 
     async def delete(self, kind: str, namespace: str, name: str) -> bool:
         try:
             await self._json(
-                "DELETE", _path(kind, namespace, name), header_params={"Accept": "application/json"}
+                "DELETE", rest_path(kind, namespace, name), header_params={"Accept": "application/json"}
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -186,7 +134,12 @@ class KubernetesCluster:
         return True
 
     async def watch(
-        self, kind: str, namespace: str, resource_version: str | None, field_selector: str | None = None
+        self,
+        kind: str,
+        namespace: str | None,
+        resource_version: str | None,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, Obj]]:
         """Events from `resource_version` until the server ends the stream; raises WatchExpired on 410."""
         query = [
@@ -196,9 +149,10 @@ class KubernetesCluster:
         ]
         query += [("resourceVersion", resource_version)] if resource_version else []
         query += [("fieldSelector", field_selector)] if field_selector else []
+        query += [("labelSelector", label_selector)] if label_selector else []
         try:
             response = await self._api.call_api(
-                _path(kind, namespace),
+                rest_path(kind, namespace),
                 "GET",
                 query_params=query,
                 auth_settings=["BearerToken"],

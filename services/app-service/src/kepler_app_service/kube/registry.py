@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.client import ClusterCredentials, ClusterUnavailable, Kube, KubernetesCluster
+from kepler_app_service.kube.base import ClusterCredentials, ClusterUnavailable, Kube
 from kepler_db import Cluster, Namespace
 from kepler_kit.crypto import SecretBox
 from kepler_kit.errors import Conflict
@@ -27,9 +27,8 @@ class Health:
 
 
 class ClusterRegistry:
-    def __init__(
-        self, box: SecretBox, factory: Callable[[ClusterCredentials], Kube] = KubernetesCluster
-    ) -> None:
+    def __init__(self, box: SecretBox, factory: Callable[[ClusterCredentials], Kube]) -> None:
+
         self._box, self._factory = box, factory
         self._clients: dict[uuid.UUID, tuple[object, Kube]] = {}
         self.health: dict[str, Health] = {}

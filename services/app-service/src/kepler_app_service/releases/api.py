@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import service as apps
-from kepler_app_service.kube.client import ClusterUnavailable, Kube
+from kepler_app_service.kube.base import ClusterUnavailable, Kube
 from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import events, manifests, service
 from kepler_app_service.releases.rollout import PodState

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.client import ClusterUnavailable, Kube, WatchExpired
+from kepler_app_service.kube.base import ClusterUnavailable, Kube, WatchExpired
 from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import events, manifests, repository, service
 from kepler_app_service.releases.rollout import PodState, Rollout, crash_looping, rollout_status

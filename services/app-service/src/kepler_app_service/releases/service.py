@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.client import Kube
+from kepler_app_service.kube.base import Kube
 from kepler_app_service.releases import events, manifests, repository
 from kepler_app_service.releases.schemas import (
     Deployment,
