@@ -127,8 +127,21 @@ class App(BaseModel):
     dockerfile_path: str
     language: str | None
     ports: list[Port]
+    auto_rollback: bool
+    current_release: int | None = Field(description="The release that last rolled out")
+    live: "AppLive" = Field(description="From Kepler's watch of the cluster, not fetched per request")
     created_at: datetime
     updated_at: datetime
+
+
+class AppLive(BaseModel):
+    rollout: Literal["complete", "progressing", "failed", "absent"] | None = None
+    release: str | None = None
+    desired: int | None = None
+    ready: int | None = None
+    updated: int | None = None
+    available: int | None = None
+    at: str | None = Field(None, description="When Kepler last saw a change")
 
 
 class NamespacePage(Page[Namespace]):

@@ -48,16 +48,22 @@ class LiveStatus:
         flusher = asyncio.create_task(self._flush_forever())
         try:
             while True:
-                await self._rescan()
+                await self.rescan()
                 await asyncio.sleep(rescan_seconds)
         finally:
             flusher.cancel()
-            for task in [flusher, *self._tasks.values()]:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self.stop()
 
-    async def _rescan(self) -> None:
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def rescan(self) -> None:
         async with self._sessionmaker() as session:
             clusters = list(await session.scalars(select(Cluster)))
         for cluster in clusters:
