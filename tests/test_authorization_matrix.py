@@ -73,6 +73,8 @@ REVIEWED: dict[str, str] = {
     "listPods": "pod.view",
     "deletePod": "pod.delete",
     "listKubeEvents": "app.view",
+    "importApps": "app.create",
+
     "createCluster": "cluster.manage",
     "listClusters": "cluster.manage",
     "checkCluster": "cluster.manage",

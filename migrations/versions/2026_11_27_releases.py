@@ -125,7 +125,9 @@ def upgrade() -> None:
     op.add_column(
         "apps", sa.Column("auto_rollback", sa.Boolean(), server_default=sa.text("true"), nullable=False)
     )
+    op.add_column("apps", sa.Column("selector", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.add_column("apps", sa.Column("scaled_replicas", sa.Integer(), nullable=True))
+
     op.add_column("apps", sa.Column("current_release", sa.Integer(), nullable=True))
     op.add_column(
         "apps",
@@ -153,6 +155,8 @@ def downgrade() -> None:
     op.drop_column("apps", "live")
     op.drop_column("apps", "current_release")
     op.drop_column("apps", "scaled_replicas")
+    op.drop_column("apps", "selector")
+
     op.drop_column("apps", "auto_rollback")
     op.drop_index(op.f("ix_deployment_events_deployment_id"), table_name="deployment_events")
     op.drop_table("deployment_events")

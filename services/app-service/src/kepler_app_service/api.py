@@ -3,9 +3,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from kepler_app_service import service
+from kepler_app_service.releases.api import remove_objects, was_deployed
 from kepler_app_service.schemas import (
     App,
     AppCreate,
@@ -22,7 +23,15 @@ from kepler_app_service.schemas import (
 )
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
-from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, error_responses
+from kepler_kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    error_responses,
+)
 from kepler_kit.names import AppName, NamespaceName
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
@@ -197,15 +206,19 @@ async def update_app(
 @apps.delete(
     "/{app}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(*DENIED, BadRequest),
-    summary="Delete an app (confirm by name)",
+    responses=error_responses(*DENIED, BadRequest, ServiceUnavailable),
+    summary="Delete an app and its Kubernetes objects (confirm by name)",
 )
 async def delete_app(
     namespace: NamespaceName,
     app: AppName,
     confirm: Annotated[str, Query(description="Must equal the app's name")],
+    request: Request,
     session: DbSession,
     access: Access = require(Action.app_delete),
 ) -> None:
     ns = await service.get_namespace(session, namespace)
+    deployed = await was_deployed(session, await service.get_app(session, ns, app))
     await service.delete_app(session, access.principal, ns, app, confirm)
+    if deployed:  # the row goes only if the objects went too: an unreachable cluster fails the whole delete
+        await remove_objects(request, session, namespace, app)

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from kepler_app_service.api import apps, members, namespaces
 from kepler_app_service.kube.api import router as clusters
+from kepler_app_service.releases.api import namespace_router as imports
 from kepler_app_service.releases.api import router as releases
 from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
@@ -43,7 +44,7 @@ def create_app(settings: AppServiceSettings | None = None) -> FastAPI:
         title="Kepler app-service",
         description="Namespaces, apps, releases and their life on Kubernetes.",
         settings=settings,
-        routers=[namespaces, members, apps, releases, clusters],
+        routers=[namespaces, members, apps, releases, imports, clusters],
         checks=[clusters_check],
         extra_lifespan=_clusters_lifespan(settings),
     )

@@ -6,12 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import service as apps
 from kepler_app_service.kube.base import ClusterUnavailable, Kube
 from kepler_app_service.kube.registry import ClusterRegistry
-from kepler_app_service.releases import events, manifests, service
+from kepler_app_service.releases import events, manifests, repository, service
+from kepler_app_service.releases.adopt import ImportResult, adopt
 from kepler_app_service.releases.rollout import PodState
 from kepler_app_service.releases.schemas import (
     AppSettingsUpdate,
@@ -341,7 +343,7 @@ async def list_pods(
 ) -> list[Pod]:
     target = await _app(session, namespace, app)
     kube = await _kube(request, session, namespace)
-    pods = (await kube.list("Pod", namespace, _selector(app)))["items"]
+    pods = (await kube.list("Pod", namespace, _selector(target)))["items"]
     return [_pod(pod, target.current_release) for pod in pods]
 
 
@@ -363,7 +365,9 @@ async def delete_pod(
     kube = await _kube(request, session, namespace)
     found = await kube.get("Pod", namespace, pod)
     labels = ((found or {}).get("metadata") or {}).get("labels") or {}
-    if found is None or any(labels.get(k) != v for k, v in manifests.selector(app).items()):
+    if found is None or any(
+        labels.get(k) != v for k, v in (target.selector or manifests.selector(app)).items()
+    ):
         raise NotFound(f"App '{app}' has no pod '{pod}'.")
     await kube.delete("Pod", namespace, pod)
     apps._audit(session, access.principal, "pod.delete", "pod", pod, namespace, app=target.name)
@@ -387,8 +391,8 @@ async def list_kube_events(
     return [_event(e) for e in items if (e.get("involvedObject") or {}).get("name", "").startswith(app)]
 
 
-def _selector(app: str) -> str:
-    return ",".join(f"{k}={v}" for k, v in manifests.selector(app).items())
+def _selector(app: models.App) -> str:
+    return manifests.label_selector(app.selector or manifests.selector(app.name))
 
 
 def _pod(pod: manifests.Obj, current: int | None) -> Pod:
@@ -420,3 +424,41 @@ def _event(event: manifests.Obj) -> KubeEvent:
         count=int(event.get("count") or 1),
         last_seen=event.get("lastTimestamp") or event.get("eventTime"),
     )
+
+
+namespace_router = APIRouter(prefix="/api/v1/namespaces/{namespace}", tags=["apps"])
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deployments: list[AppName] | None = Field(None, max_length=500, description="Default: every Deployment")
+
+
+@namespace_router.post(
+    "/imports",
+    responses=error_responses(*DENIED, ServiceUnavailable),
+    summary="Adopt Deployments already running in the namespace as apps",
+)
+async def import_apps(
+    namespace: NamespaceName,
+    body: ImportRequest,
+    request: Request,
+    session: DbSession,
+    access: Access = require(Action.app_create),
+) -> ImportResult:
+    ns = await apps.get_namespace(session, namespace)
+    kube = await _kube(request, session, namespace)
+    only = set(body.deployments) if body.deployments is not None else None
+    return await adopt(session, access.principal, ns, kube, only)
+
+
+async def was_deployed(session: AsyncSession, app: models.App) -> bool:
+    return app.current_release is not None or await repository.latest_release(session, app.id) is not None
+
+
+async def remove_objects(request: Request, session: AsyncSession, namespace: str, app: str) -> None:
+    """Deleting an app deletes what Kepler created for it; an unreachable cluster stops the delete."""
+    kube = await _kube(request, session, namespace)
+    for kind in ("Deployment", "Service"):
+        await kube.delete(kind, namespace, app)

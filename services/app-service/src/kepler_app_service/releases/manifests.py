@@ -14,6 +14,10 @@ def selector(app: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app}
 
 
+def label_selector(match: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(match.items()))
+
+
 def labels(app: str, release: int) -> dict[str, str]:
     return {
         **selector(app),
@@ -75,7 +79,11 @@ def _container(app: str, spec: ReleaseSpec) -> Obj:
     return container
 
 
-def deployment(app: str, namespace: str, release: int, spec: ReleaseSpec) -> Obj:
+def deployment(
+    app: str, namespace: str, release: int, spec: ReleaseSpec, adopted: dict[str, str] | None = None
+) -> Obj:
+    """`adopted`: the selector of a Deployment Kepler took over; selectors cannot change, so it stays."""
+    match = adopted or selector(app)
     annotations = {RELEASE_ANNOTATION: str(release)}
     template_annotations = dict(annotations)
     if spec.restarted_at:
@@ -91,19 +99,24 @@ def deployment(app: str, namespace: str, release: int, spec: ReleaseSpec) -> Obj
         },
         "spec": {
             "replicas": spec.replicas,
-            "selector": {"matchLabels": selector(app)},
+            "selector": {"matchLabels": match},
             "revisionHistoryLimit": 10,
             "progressDeadlineSeconds": spec.progress_deadline_seconds,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels(app, release), "annotations": template_annotations},
+                "metadata": {
+                    "labels": {**match, **labels(app, release)},
+                    "annotations": template_annotations,
+                },
                 "spec": {"containers": [_container(app, spec)], "enableServiceLinks": False},
             },
         },
     }
 
 
-def service(app: str, namespace: str, release: int, spec: ReleaseSpec) -> Obj | None:
+def service(
+    app: str, namespace: str, release: int, spec: ReleaseSpec, adopted: dict[str, str] | None = None
+) -> Obj | None:
     """A ClusterIP Service for the declared ports; none when the app declares none."""
     if not spec.ports:
         return None
@@ -114,11 +127,13 @@ def service(app: str, namespace: str, release: int, spec: ReleaseSpec) -> Obj | 
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": app, "namespace": namespace, "labels": labels(app, release)},
-        "spec": {"type": "ClusterIP", "selector": selector(app), "ports": ports},
+        "spec": {"type": "ClusterIP", "selector": adopted or selector(app), "ports": ports},
     }
 
 
-def objects(app: str, namespace: str, release: int, spec: ReleaseSpec) -> list[Obj]:
+def objects(
+    app: str, namespace: str, release: int, spec: ReleaseSpec, adopted: dict[str, str] | None = None
+) -> list[Obj]:
     """In apply order: the Service first, so endpoints exist when pods turn ready."""
-    svc = service(app, namespace, release, spec)
-    return [*([svc] if svc else []), deployment(app, namespace, release, spec)]
+    svc = service(app, namespace, release, spec, adopted)
+    return [*([svc] if svc else []), deployment(app, namespace, release, spec, adopted)]

@@ -38,6 +38,7 @@ class Target:
     namespace: str
     release: int
     objects: list[manifests.Obj]
+    selector: str
     kube: Kube
     deadline: float
 
@@ -96,6 +97,7 @@ class Runner:
                 namespace=namespace,
                 release=release.number,
                 objects=service.objects_for(app, namespace, release),
+                selector=manifests.label_selector(app.selector or manifests.selector(app.name)),
                 kube=kube,
                 deadline=time.monotonic() + 2 * spec_deadline + 60,
             )

@@ -292,4 +292,4 @@ async def diff(session: AsyncSession, app: models.App, a: int, b: int) -> Releas
 
 
 def objects_for(app: models.App, ns: str, release: models.Release) -> list[manifests.Obj]:
-    return manifests.objects(app.name, ns, release.number, _spec(release))
+    return manifests.objects(app.name, ns, release.number, _spec(release), app.selector)

@@ -1,0 +1,151 @@
+"""Adopting Deployments that already run in a namespace, as Kepler Cloud's sync did: each becomes an app
+whose release 1 is read back from its pod template, keeping its own selector (selectors are immutable)."""
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_app_service import repository
+from kepler_app_service.kube.base import Kube
+from kepler_app_service.releases import service
+from kepler_app_service.releases.manifests import MANAGED_BY
+from kepler_app_service.releases.spec import ReleaseSpec
+from kepler_db import models
+from kepler_kit.audit import record_audit
+from kepler_kit.identity import Principal
+
+_APP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+Obj = dict[str, Any]
+
+
+class Skipped(BaseModel):
+    name: str
+    reason: str
+
+
+class ImportResult(BaseModel):
+    imported: list[str]
+    skipped: list[Skipped]
+
+
+def _probe(probe: Obj | None) -> Obj | None:
+    if not probe:
+        return None
+    timing = {
+        "initial_delay_seconds": probe.get("initialDelaySeconds", 0),
+        "period_seconds": probe.get("periodSeconds", 10),
+        "timeout_seconds": probe.get("timeoutSeconds", 1),
+        "failure_threshold": probe.get("failureThreshold", 3),
+    }
+    if "httpGet" in probe:
+        check = {"type": "http", "path": probe["httpGet"].get("path", "/"), "port": probe["httpGet"]["port"]}
+    elif "tcpSocket" in probe:
+        check = {"type": "tcp", "port": probe["tcpSocket"]["port"]}
+    elif "exec" in probe:
+        check = {"type": "exec", "command": probe["exec"]["command"]}
+    else:
+        return None
+    return {"check": check, **timing}
+
+
+def spec_of(deployment: Obj) -> ReleaseSpec:
+    """Raises ValidationError when the Deployment uses what a release cannot express (named probe ports…)."""
+    spec = deployment.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    containers = pod.get("containers") or []
+    if len(containers) != 1:
+        raise ValueError("only single-container Deployments can be adopted")
+    c = containers[0]
+    probes = {k: _probe(c.get(f"{k}Probe")) for k in ("readiness", "liveness", "startup")}
+    return ReleaseSpec.model_validate(
+        {
+            "image": c["image"],
+            "replicas": spec.get("replicas", 1),
+            "resources": c.get("resources") or {},
+            "env": [
+                {"name": e["name"], "value": e.get("value", "")}
+                for e in c.get("env") or []
+                if "valueFrom" not in e
+            ],
+            "command": c.get("command") or [],
+            "args": c.get("args") or [],
+            "ports": [
+                {
+                    "name": p.get("name") or f"port-{p['containerPort']}",
+                    "port": p["containerPort"],
+                    "protocol": p.get("protocol", "TCP"),
+                }
+                for p in c.get("ports") or []
+            ],
+            "probes": {k: v for k, v in probes.items() if v},
+            "progress_deadline_seconds": spec.get("progressDeadlineSeconds", 600),
+        }
+    )
+
+
+async def adopt(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, kube: Kube, only: set[str] | None
+) -> ImportResult:
+    result = ImportResult(imported=[], skipped=[])
+    for deployment in (await kube.list("Deployment", namespace.name))["items"]:
+        metadata = deployment.get("metadata") or {}
+        name = metadata.get("name", "")
+        if only is not None and name not in only:
+            continue
+        reason = await _why_not(session, namespace, deployment)
+        if reason is None:
+            reason = await _adopt_one(session, who, namespace, deployment)
+        if reason is None:
+            result.imported.append(name)
+        else:
+            result.skipped.append(Skipped(name=name, reason=reason))
+    return result
+
+
+async def _why_not(session: AsyncSession, namespace: models.Namespace, deployment: Obj) -> str | None:
+    metadata = deployment.get("metadata") or {}
+    name = metadata.get("name", "")
+    if (metadata.get("labels") or {}).get("app.kubernetes.io/managed-by") == MANAGED_BY:
+        return "already managed by Kepler"
+    if len(name) > 53 or not _APP_NAME.match(name):
+        return "its name is not a valid app name (DNS-1035, 53 characters at most)"
+    if await repository.app_by_name(session, namespace.id, name):
+        return "an app with this name exists"
+    if ((deployment.get("spec") or {}).get("selector") or {}).get("matchExpressions"):
+        return "selectors with matchExpressions are not supported"
+    return None
+
+
+async def _adopt_one(
+    session: AsyncSession, who: Principal, namespace: models.Namespace, deployment: Obj
+) -> str | None:
+    try:
+        spec = spec_of(deployment)
+    except (ValidationError, ValueError, KeyError) as exc:
+        return f"its pod template cannot be expressed as a release: {str(exc).splitlines()[0]}"
+    name = deployment["metadata"]["name"]
+    annotations = deployment["metadata"].get("annotations") or {}
+    app = models.App(
+        namespace_id=namespace.id,
+        name=name,
+        git_url=annotations.get("kepler.dev/git-url", ""),
+        ports=[p.model_dump() for p in spec.ports],
+        selector=deployment["spec"]["selector"]["matchLabels"],
+        created_by=who.user_id,
+        current_release=1,
+    )
+    session.add(app)
+    await session.flush()
+    await service.new_release(session, app, spec, "import", who)
+    record_audit(
+        session,
+        who,
+        service=service.SERVICE,
+        action="app.import",
+        target_type="app",
+        target=name,
+        namespace=namespace.name,
+    )
+    return None
