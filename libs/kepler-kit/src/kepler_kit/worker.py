@@ -22,7 +22,9 @@ def worker_settings(
     queue_name: str | None = None,
     resources: Callable[[WorkerContext], Awaitable[None]] | None = None,
     release: Callable[[WorkerContext], Awaitable[None]] | None = None,
+    max_jobs: int = 10,
 ) -> type:
+    """`max_jobs`: jobs that mostly wait on the network (following a rollout) deserve many slots."""
     """Build the class arq's CLI expects (`arq kepler_x.tasks.WorkerSettings`)."""
     queue = settings.queue_name or queue_name or service_queue(service)
 
@@ -53,6 +55,9 @@ def worker_settings(
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "keep_result": 30,
+        "max_jobs": max_jobs,
+        "poll_delay": 0.05,  # arq polls its queue: 0.5 s by default would be most of a deploy's latency
+        "health_check_interval": 30,
         "max_tries": 5,
         "job_timeout": 900,
         "handle_signals": True,

@@ -1,5 +1,6 @@
 """app-service: namespaces, apps, releases and their life on Kubernetes."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,18 +13,20 @@ from kepler_app_service.releases.api import namespace_router as imports
 from kepler_app_service.releases.api import router as releases
 from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry
+from kepler_app_service.tasks import cluster_registry, preload_kubernetes_client
 from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 
 
 def _clusters_lifespan(settings: AppServiceSettings) -> Any:
     @asynccontextmanager
-    async def lifespan(_: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(state: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         registry = cluster_registry(settings)
+        preload = asyncio.create_task(preload_kubernetes_client(state["sessionmaker"]))
         try:
-            yield {"clusters": registry}
+            yield {"clusters": registry, "kube_client_loaded": preload}
         finally:
+            preload.cancel()
             await registry.close()
 
     return lifespan
@@ -31,6 +34,8 @@ def _clusters_lifespan(settings: AppServiceSettings) -> Any:
 
 async def clusters_check(state: dict[str, Any]) -> Check:
     """Reports clusters that failed their last call; one cluster down does not make the service unready."""
+    if not state["kube_client_loaded"].done():
+        return Check(name="clusters", ok=False, detail="loading the Kubernetes client")
     down = sorted(name for name, health in state["clusters"].health.items() if not health.ok)
     return Check(
         name="clusters", ok=True, detail=f"unreachable: {', '.join(down)}" if down else "all reachable"

@@ -2,8 +2,12 @@
 
 import asyncio
 import contextlib
+import importlib
 import uuid
 from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service import repository, service
 from kepler_app_service.kube.base import ClusterCredentials, Kube
@@ -13,6 +17,7 @@ from kepler_app_service.releases import repository as releases_repository
 from kepler_app_service.releases import service as releases_service
 from kepler_app_service.releases.runner import Runner
 from kepler_app_service.settings import AppServiceSettings
+from kepler_db import Cluster
 from kepler_kit.crypto import SecretBox
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
 from kepler_kit.logging import get_logger
@@ -69,8 +74,19 @@ def cluster_registry(settings: AppServiceSettings) -> ClusterRegistry:
     return ClusterRegistry(SecretBox(settings.secret_key.get_secret_value(), CLUSTER_SECRETS), connect)
 
 
+async def preload_kubernetes_client(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """Loads kubernetes-asyncio off the event loop, but only when clusters are registered: without any,
+    the process never pays its ~100 MB; with some, the first deploy does not wait for the import."""
+    async with sessionmaker() as session:
+        if not await session.scalar(select(func.count()).select_from(Cluster)):
+            return False
+    await asyncio.to_thread(importlib.import_module, "kepler_app_service.kube.client")
+    return True
+
+
 async def _open_clients(ctx: WorkerContext) -> None:
     """The cluster clients, and the watch that keeps every app's live status in Postgres."""
+    await preload_kubernetes_client(ctx["sessionmaker"])
     registry = cluster_registry(_settings(ctx))
     live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry).run())
     ctx["clients"] = {"clusters": registry, "live_status": live}
@@ -95,5 +111,11 @@ FUNCTIONS = [provision_namespace, sync_idp_memberships, run_deployment]
 SETTINGS = AppServiceSettings()
 SWEEPS = sweeps(SETTINGS)
 WorkerSettings = worker_settings(
-    service.SERVICE, SETTINGS, FUNCTIONS, SWEEPS, resources=_open_clients, release=_close_clients
+    service.SERVICE,
+    SETTINGS,
+    FUNCTIONS,
+    SWEEPS,
+    resources=_open_clients,
+    release=_close_clients,
+    max_jobs=200,
 )

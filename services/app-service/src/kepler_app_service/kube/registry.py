@@ -32,6 +32,7 @@ class ClusterRegistry:
         self._box, self._factory = box, factory
         self._clients: dict[uuid.UUID, tuple[object, Kube]] = {}
         self.health: dict[str, Health] = {}
+        self.namespaces: set[tuple[str, str]] = set()  # (cluster, namespace) known to exist
         self._lock = asyncio.Lock()
 
     def credentials(self, cluster: Cluster) -> ClusterCredentials:
@@ -74,6 +75,10 @@ class ClusterRegistry:
     async def for_namespace(self, session: AsyncSession, namespace: str, default: str | None) -> Kube:
         cluster = await cluster_of(session, namespace, default)
         return await self.client(cluster)
+
+    def recently_reached(self, name: str, within: float = 15.0) -> bool:
+        health = self.health.get(name)
+        return health is not None and health.ok and time.monotonic() - health.checked_at < within
 
     def reached(self, name: str) -> None:
         self.health[name] = Health(True, "reachable", time.monotonic())

@@ -74,7 +74,10 @@ async def _accepted(
     deployment, release = result
     location = f"{request.url.path.rsplit('/', 1)[0]}/deployments/{deployment.id}"
     try:
-        await (await _kube(request, session, namespace)).ping()
+        kube = await _kube(request, session, namespace)
+        if not request.state.clusters.recently_reached(kube.name):  # a deploy need not cost a round trip
+            await kube.ping()
+            request.state.clusters.reached(kube.name)
     except ClusterUnavailable as exc:
         request.state.clusters.failed(exc)
         exc.extra["deployment"] = str(deployment.id)

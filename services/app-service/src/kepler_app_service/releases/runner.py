@@ -74,13 +74,13 @@ class Runner:
     async def _claim(self, deployment_id: uuid.UUID, attempt: int) -> Target | None:
         async with session_scope(self.ctx) as session:
             found = await repository.deployment_context(session, deployment_id)
-            if (
-                found is None
-                or found[0].status.finished
-                or not await repository.claim(session, deployment_id, attempt)
-            ):
+            if found is None or found[0].status.finished:
                 return None
             deployment, app, namespace = found
+            # Lock order everywhere: the app row first, then its deployments (the API does the same).
+            app = await repository.lock_app(session, app.id)
+            if not await repository.claim(session, deployment_id, attempt):
+                return None
             await session.refresh(deployment)
             if await self._superseded(session, deployment):
                 return None
@@ -116,8 +116,10 @@ class Runner:
         return deployment.status is models.DeploymentStatus.superseded
 
     async def _apply(self, target: Target) -> manifests.Obj:
-        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}}
-        await target.kube.apply(namespace)
+        if (target.kube.name, target.namespace) not in self.registry.namespaces:
+            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}}
+            await target.kube.apply(namespace)
+            self.registry.namespaces.add((target.kube.name, target.namespace))
         applied: manifests.Obj = {}
         for obj in target.objects:
             applied = await target.kube.apply(obj)
@@ -143,14 +145,17 @@ class Runner:
             events.record(session, deployment, "status", events.status_event(deployment))
         progress = Progress()
         rollout = rollout_status(applied)
+        first = True
         while time.monotonic() < target.deadline:
             if rollout.done or rollout.failed:
                 return rollout
-            crash = await self._crash_check(target, progress)
-            if crash is not None:
-                return crash
-            if not await self._still_ours(target, progress, rollout, version, force=True):
-                return None
+            if not first:  # pods are looked at after each watch window, not before the first
+                crash = await self._crash_check(target, progress)
+                if crash is not None:
+                    return crash
+                if not await self._still_ours(target, progress, rollout, version, force=True):
+                    return None
+            first = False
             rollout, version = await self._watch_once(target, progress, version, rollout)
         return Rollout(False, True, "KeplerDeadline", "the rollout did not finish in time", *_counts(rollout))
 
@@ -237,10 +242,10 @@ class Runner:
 
     async def _finish(self, target: Target, outcome: Rollout) -> None:
         async with session_scope(self.ctx) as session:
+            app = await repository.lock_app(session, target.app_id)
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
             if deployment is None or deployment.status is not models.DeploymentStatus.progressing:
                 return  # superseded or cancelled while we watched: its new owner reports
-            app = await repository.lock_app(session, target.app_id)
             deployment.replicas = outcome.counts
             if outcome.done:
                 service._finish(
