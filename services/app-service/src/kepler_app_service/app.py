@@ -34,8 +34,10 @@ def _clusters_lifespan(settings: AppServiceSettings) -> Any:
 
 async def clusters_check(state: dict[str, Any]) -> Check:
     """Reports clusters that failed their last call; one cluster down does not make the service unready."""
-    if not state["kube_client_loaded"].done():
+    loaded, _ = await asyncio.wait({state["kube_client_loaded"]}, timeout=1.5)
+    if not loaded:
         return Check(name="clusters", ok=False, detail="loading the Kubernetes client")
+
     down = sorted(name for name, health in state["clusters"].health.items() if not health.ok)
     return Check(
         name="clusters", ok=True, detail=f"unreachable: {', '.join(down)}" if down else "all reachable"
