@@ -74,7 +74,6 @@ REVIEWED: dict[str, str] = {
     "deletePod": "pod.delete",
     "listKubeEvents": "app.view",
     "importApps": "app.create",
-
     "createCluster": "cluster.manage",
     "listClusters": "cluster.manage",
     "checkCluster": "cluster.manage",
