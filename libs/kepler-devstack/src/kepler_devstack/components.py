@@ -71,3 +71,27 @@ def kepler_workers() -> list[ProcessSpec]:
 def kepler_processes(gateway_port: int) -> list[ProcessSpec]:
     """Every service, then every worker."""
     return kepler_services(gateway_port) + kepler_workers()
+
+
+def sandbox_cluster(port: int) -> ProcessSpec:
+    """The simulated Kubernetes of `KEPLER_SANDBOX=1`: pods turn ready after two seconds."""
+    argv = (
+        sys.executable,
+        "-m",
+        "kepler_kubefake",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--ready-delay",
+        "2",
+    )
+    return ProcessSpec("kubefake", argv)
+
+
+def sandbox_registration(port: int) -> ProcessSpec:
+    url = f"http://{HOST}:{port}"
+    return ProcessSpec("sandbox", (sys.executable, "-m", "kepler_app_service.sandbox", "--url", url))
+
+
+SANDBOX_ENV = {"KEPLER_APP_SERVICE_DEFAULT_CLUSTER": "sandbox"}

@@ -13,6 +13,7 @@ ENVIRONMENT = """\
   KEPLER_GATEWAY_PORT   gateway port (default 8000); the four services take the next four ports
   KEPLER_DATABASE_URL   use this PostgreSQL instead of the embedded one
   KEPLER_REDIS_URL      use this Redis instead of the embedded one
+  KEPLER_SANDBOX        1: also start a simulated Kubernetes (a contract fake) and deploy to it
 """
 
 
@@ -33,6 +34,11 @@ class StackConfig:
     gateway_port: int
     database_url: str | None
     redis_url: str | None
+    sandbox: bool = False
+
+    @property
+    def sandbox_port(self) -> int:
+        return self.gateway_port + 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> StackConfig:
@@ -44,4 +50,5 @@ class StackConfig:
             gateway_port=int(env.get("KEPLER_GATEWAY_PORT") or DEFAULT_GATEWAY_PORT),
             database_url=env.get("KEPLER_DATABASE_URL") or None,
             redis_url=env.get("KEPLER_REDIS_URL") or None,
+            sandbox=(env.get("KEPLER_SANDBOX") or "").lower() in ("1", "true", "yes"),
         )

@@ -43,7 +43,7 @@ class DevstackError(RuntimeError):
 def name_width() -> int:
     """Pad every prefix to the longest process name so the `|` column lines up."""
     names = [spec.name for spec in components.kepler_processes(0)]
-    return max(len(name) for name in [*names, "devstack", "migrate"])
+    return max(len(name) for name in [*names, "devstack", "migrate", "kubefake", "sandbox"])
 
 
 @contextlib.contextmanager
@@ -186,10 +186,24 @@ async def serve(
 
     ready = asyncio.Event()
     async with asyncio.TaskGroup() as group:
+        if config.sandbox:
+            group.create_task(supervisor([components.sandbox_cluster(config.sandbox_port)]).run())
         group.create_task(supervisor(components.kepler_services(config.gateway_port)).run())
         group.create_task(announce_when_ready(config.gateway_port, shutdown, started, ready))
         group.create_task(start_workers(supervisor(components.kepler_workers()), ready, shutdown))
     log.info("all processes stopped")
+
+
+async def enter_sandbox(
+    config: StackConfig, env: dict[str, str], shutdown: Shutdown, out: TextIO
+) -> dict[str, str]:
+    """Registers the simulated cluster and makes it every namespace's default; says so loudly."""
+    spec = components.sandbox_registration(config.sandbox_port)
+    runner = Supervisor([spec], env, shutdown, out=out, width=name_width(), cwd=config.root)
+    if await runner.run_once(spec) != 0:
+        log.error("could not register the sandbox cluster")
+    log.warning("SANDBOX: Kubernetes is SIMULATED by a contract fake; nothing you deploy really runs")
+    return {**env, **components.SANDBOX_ENV}
 
 
 async def run_stack(config: StackConfig, out: TextIO) -> int:
@@ -201,6 +215,8 @@ async def run_stack(config: StackConfig, out: TextIO) -> int:
         env = child_env(urls)
         if shutdown.requested.is_set() or not await migrate(config, env, shutdown, out):
             return 0 if shutdown.requested.is_set() else 1
+        if config.sandbox:
+            env = await enter_sandbox(config, env, shutdown, out)
         await serve(config, env, shutdown, out, started)
     return 0
 
