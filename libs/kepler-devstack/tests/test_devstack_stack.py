@@ -30,9 +30,15 @@ class TestProcessTable:
         )  # fmt: skip
         terminal = by_name["terminal-service"].argv
         assert terminal[terminal.index("--port") + 1] == "9004"
-        assert by_name["app-worker"].argv[1:] == ("-m", "arq", "kepler_app_service.tasks.WorkerSettings")
-        assert "gateway-worker" not in by_name
-        assert len(by_name) == 9
+        assert by_name["workers"].argv[1:] == (
+            "-m",
+            "kepler_devstack.workers",
+            "kepler_app_service.tasks.WorkerSettings",
+            "kepler_build_service.tasks.WorkerSettings",
+            "kepler_alert_service.tasks.WorkerSettings",
+            "kepler_terminal_service.tasks.WorkerSettings",
+        )
+        assert len(by_name) == 6
 
     def test_the_gateway_is_told_where_each_service_is(self) -> None:
         gateway = next(spec for spec in kepler_processes(9000) if spec.name == "gateway")

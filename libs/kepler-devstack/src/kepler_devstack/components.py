@@ -65,6 +65,13 @@ def kepler_services(gateway_port: int) -> list[ProcessSpec]:
 
 
 def kepler_workers() -> list[ProcessSpec]:
+    """One process hosting every service's worker (`kepler_devstack.workers`): `make run` stays small.
+    `worker_processes()` is the one-per-service layout that compose and deploy/ use."""
+    settings = tuple(f"{c.package}.tasks.WorkerSettings" for c in COMPONENTS if c.worker)
+    return [ProcessSpec("workers", (sys.executable, "-m", "kepler_devstack.workers", *settings))]
+
+
+def worker_processes() -> list[ProcessSpec]:
     return [_worker(c) for c in COMPONENTS if c.worker]
 
 

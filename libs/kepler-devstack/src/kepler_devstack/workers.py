@@ -1,0 +1,55 @@
+"""`python -m kepler_devstack.workers PKG.tasks.WorkerSettings ...`: several services' arq workers in one
+process, for `make run` only.
+
+Each worker keeps its own queue, functions, settings and start-up; they share an event loop and the
+imports (~85 MB a Python process here), which is what keeps the idle dev stack small. Production and
+docker-compose run one worker process per service.
+"""
+
+import asyncio
+import contextlib
+import importlib
+import logging.config
+import signal
+import sys
+import warnings
+from typing import Any
+
+from arq.logs import default_log_config
+from arq.worker import Worker, create_worker
+
+
+def _settings(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+async def run(paths: list[str]) -> None:
+    workers: list[Worker] = [create_worker(_settings(path), handle_signals=False) for path in paths]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(worker.async_run()) for worker in workers]
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:  # a worker that ended on its own is a failure: stop them all, the supervisor restarts
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            await worker.close()
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="arq")  # arq's own close()
+    logging.config.dictConfig(default_log_config(verbose=False))  # what `arq` itself sets up
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python -m kepler_devstack.workers PKG.tasks.WorkerSettings [...]")
+    asyncio.run(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
