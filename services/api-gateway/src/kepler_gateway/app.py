@@ -1,0 +1,165 @@
+"""The gateway process: a thin ASGI dispatcher in front of a small FastAPI app.
+
+Routed `/api/v1/...` requests go straight from the dispatcher to the proxy, bypassing FastAPI's
+routing, dependency and middleware machinery (measured: they would cost more than the proxying);
+the proxy does its own request id and metrics. Everything else (health, metrics, docs, the merged
+OpenAPI document, `/api/v1/status`, and the 404 problem for unknown paths) is the FastAPI app built
+by the kit like every other service, which also owns the lifespan: database, Redis, one keep-alive
+pool per upstream for the HTTP proxy (`http1`), and one aiohttp session for WebSockets and the
+gateway's own calls (health, readiness, OpenAPI); the proxies read them from the lifespan state.
+"""
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kepler_gateway.api import merged_openapi, router
+from kepler_gateway.auth import Authenticator
+from kepler_gateway.cors import CORSMiddleware
+from kepler_gateway.identity.wiring import ROUTERS as IDENTITY_ROUTERS
+from kepler_gateway.identity.wiring import StateAuthenticator, identity_resources
+from kepler_gateway.openapi import merge_openapi
+from kepler_gateway.proxy import HttpProxy, Upstream, upstreams
+from kepler_gateway.routing import DEFAULT_TABLE, GATEWAY, RouteTable, Service
+from kepler_gateway.settings import GatewaySettings
+from kepler_gateway.upstreams import MergedDocument, Upstreams, pooled_session
+from kepler_gateway.websocket import WebSocketProxy
+from kepler_kit.health import Check, ReadinessCheck
+from kepler_kit.service_app import ExtraLifespan, create_service_app
+
+
+class Gateway:
+    def __init__(
+        self, control: ASGIApp, http: HttpProxy, websocket: WebSocketProxy, table: RouteTable
+    ) -> None:
+        self.control = control
+        self.http = http
+        self.websocket = websocket
+        self.table = table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        route = self.table.resolve(scope["path"]) if kind != "lifespan" else None
+        if route is None:
+            await self.control(scope, receive, send)
+        elif kind == "http":
+            await self.http(scope, receive, send, route)
+        else:
+            await self.websocket(scope, receive, send, route)
+
+
+def upstream_check(service: Service) -> ReadinessCheck:
+    async def check(state: dict[str, Any]) -> Check:
+        upstreams: Upstreams = state["upstreams"]
+        return await upstreams.health(service)
+
+    check.__name__ = f"{service.value}_check"
+    return check
+
+
+def owner_of(table: RouteTable, path: str) -> str:
+    route = table.resolve(path)
+    return route.service.value if route else GATEWAY
+
+
+def tag_for(table: RouteTable, path: str) -> str | None:
+    route = table.resolve(path)
+    return route.tag if route else None
+
+
+def pool_options(settings: GatewaySettings) -> dict[str, Any]:
+    return {
+        "connect_timeout": settings.connect_timeout,
+        "idle_timeout": settings.keepalive_timeout,
+        "limit": settings.pool_limit,
+    }
+
+
+def gateway_lifespan(
+    settings: GatewaySettings, table: RouteTable, proxied: Mapping[Service, Upstream]
+) -> ExtraLifespan:
+    merge = partial(merge_openapi, owner_of=partial(owner_of, table), tag_for=partial(tag_for, table))
+
+    @asynccontextmanager
+    async def lifespan(state: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        pools = {service: upstream.pool(**pool_options(settings)) for service, upstream in proxied.items()}
+        async with pooled_session(settings) as session, identity_resources(settings, state) as identity:
+            upstreams = Upstreams(session, settings.upstream_urls(), settings.check_timeout)
+            merged = MergedDocument(upstreams, merge, settings.openapi_cache_seconds)
+            try:
+                yield identity | {
+                    "http": session,
+                    "pools": pools,
+                    "upstreams": upstreams,
+                    "merged_document": merged,
+                }
+            finally:
+                for pool in pools.values():
+                    pool.close()
+
+    return lifespan
+
+
+def control_app(
+    settings: GatewaySettings,
+    table: RouteTable,
+    proxied: Mapping[Service, Upstream],
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    app = create_service_app(
+        service=GATEWAY,
+        title="Kepler API",
+        settings=settings,
+        routers=[router, *routers],
+        checks=[upstream_check(service) for service in Service],
+        extra_lifespan=gateway_lifespan(settings, table, proxied),
+        description="The public entry point of Kepler.",
+    )
+    _serve_merged_openapi(app)
+    # Only the OIDC login uses the session (state, nonce and PKCE verifier between redirect and callback).
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key.get_secret_value(),
+        session_cookie="kepler_login",
+        max_age=600,
+        same_site="lax",
+        https_only=settings.env == "production",
+    )
+    return app
+
+
+def _serve_merged_openapi(app: FastAPI) -> None:
+    """FastAPI registered its own /openapi.json (this app's routes only) before ours; the gateway's
+    must be the merged document, which FastAPI's /docs then shows."""
+    app.router.routes[:] = [
+        route
+        for route in app.router.routes
+        if getattr(route, "path", None) != app.openapi_url
+        or getattr(route, "name", None) == merged_openapi.__name__
+    ]
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    routers: Sequence[APIRouter] = (),
+    table: RouteTable = DEFAULT_TABLE,
+) -> ASGIApp:
+    """The ASGI app uvicorn serves (`--factory`). `authenticator` decides who may pass the proxy;
+    `routers` are more routes the gateway answers itself (they appear in the merged OpenAPI)."""
+    settings = settings or GatewaySettings()
+    auth = authenticator or StateAuthenticator()
+    proxied = upstreams(settings.upstream_urls())
+    gateway = Gateway(
+        control_app(settings, table, proxied, [*IDENTITY_ROUTERS, *routers]),
+        HttpProxy(proxied, auth, settings.response_timeout),
+        WebSocketProxy(proxied, auth, settings.response_timeout),
+        table,
+    )
+    return CORSMiddleware(gateway, settings.cors_origins) if settings.cors_origins else gateway
