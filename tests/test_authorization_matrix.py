@@ -21,9 +21,15 @@ from kepler_app_service.app import create_app as app_app
 from kepler_app_service.settings import AppServiceSettings
 from kepler_build_service.app import create_app as build_app
 from kepler_build_service.settings import BuildServiceSettings
-from kepler_db import App, Namespace, NamespaceStatus, Role, TokenScope, User
+from kepler_db import ApiToken, App, Namespace, NamespaceStatus, Role, TokenScope, User
+from kepler_gateway.app import Gateway
+from kepler_gateway.app import create_app as create_gateway
+from kepler_gateway.identity.settings import AuthSettings
+from kepler_gateway.settings import GatewaySettings
+from kepler_gateway.testing import gateway_client
+from kepler_kit.crypto import token_digest
 from kepler_kit.permissions import PERMISSIONS, ROLE_RANK, SCOPE_RANK, Action
-from kepler_kit.testing.identities import Minter, make_member, make_user
+from kepler_kit.testing.identities import TEST_SECRET, Minter, make_member, make_user
 from kepler_kit.testing.services import service_client
 from kepler_terminal_service.app import create_app as terminal_app
 from kepler_terminal_service.settings import TerminalServiceSettings
@@ -139,6 +145,7 @@ def concrete(path: str, member_id: uuid.UUID) -> str:
         deployment_id=unknown,
         number=1,
         cluster_id=unknown,
+        token_id=unknown,
     )
 
 
@@ -221,6 +228,112 @@ async def test_authorization_matrix(
             got = response.status_code
             denied = got in (401, 403) or (
                 got == 404 and "does not exist" in response.text and "Namespace" in response.text
+            )
+            if (want is None and denied) or (want is not None and got != want):
+                failures.append(
+                    f"{method.upper()} {path} as {caller.label}: want {want or 'allowed'}, got {got}"
+                )
+    assert failures == []
+
+
+# --- the gateway's own operations: callers present access tokens or API tokens, as clients do ---------
+
+GATEWAY_REVIEWED: dict[str, str] = {
+    "getApiGatewayStatus": "status.view",
+    "getPlatformStatus": "status.view",
+    "login": "public",
+    "refreshTokens": "public",
+    "logout": "account.view",
+    "oidcLogin": "public",
+    "oidcCallback": "public",
+    "getMe": "account.view",
+    "changePassword": "account.manage",
+    "createApiToken": "account.manage",
+    "listApiTokens": "account.view",
+    "revokeApiToken": "account.manage",
+    "listUsers": "user.manage",
+    "createUser": "user.manage",
+    "updateUser": "user.manage",
+    "listAuditEvents": "audit.view",
+    "getJwks": "public",
+}
+READ_TOKEN = "kpl_matrix-read-scoped-token-0000000000000000000000"
+
+
+@pytest.fixture
+async def gateway(
+    settings_overrides: dict[str, Any],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    arq: ArqRedis,
+    world: World,
+    minter: Minter,
+    session: AsyncSession,
+) -> AsyncIterator[httpx.AsyncClient]:
+    owner = world.users["owner"]
+    session.add(
+        ApiToken(
+            user_id=owner.id,
+            name="ci",
+            prefix=READ_TOKEN[:12],
+            token_hash=token_digest(READ_TOKEN),
+            scope=TokenScope.read,
+        )
+    )
+    await session.flush()
+    settings = GatewaySettings(**{**settings_overrides, "secret_key": TEST_SECRET})
+    limits = AuthSettings(login_attempts_per_ip=10**6, token_requests_per_ip=10**6)
+    async with gateway_client(settings, sessionmaker, arq, limits) as client:
+        yield client
+
+
+def control(settings_overrides: dict[str, Any]) -> FastAPI:
+    """The gateway's own FastAPI app (its routes, not the ones it proxies)."""
+    app = create_gateway(GatewaySettings(**settings_overrides))
+    assert isinstance(app, Gateway)
+    assert isinstance(app.control, FastAPI)
+    return app.control
+
+
+def gateway_headers(world: World, minter: Minter, caller: Caller) -> dict[str, str]:
+    if caller.anonymous:
+        return {}
+    if caller.scope is not None:
+        return {"authorization": f"Bearer {READ_TOKEN}"}
+    user = world.users["admin" if caller.admin else "outsider" if caller.outsider else str(caller.role)]
+    return minter.access(user)
+
+
+def test_gateway_declares_the_reviewed_permissions(settings_overrides: dict[str, Any]) -> None:
+    declared = {
+        op["operationId"]: op.get("x-kepler-permission")
+        for _, _, op in operations(control(settings_overrides))
+    }
+    assert declared == GATEWAY_REVIEWED
+
+
+async def test_gateway_authorization_matrix(
+    gateway: httpx.AsyncClient,
+    world: World,
+    minter: Minter,
+    db_connection: AsyncConnection,
+    settings_overrides: dict[str, Any],
+) -> None:
+    failures: list[str] = []
+    for method, path, operation in operations(control(settings_overrides)):
+        action = operation["x-kepler-permission"]
+        namespaced = action != "public" and PERMISSIONS[Action(action)].namespaced
+        url = concrete(path, world.users["viewer"].id)
+        params = {"namespace": "team-a"} if namespaced and "{namespace}" not in path else {}
+        for caller in CALLERS:
+            savepoint = await db_connection.begin_nested()
+            body: dict[str, Any] | None = {} if method in ("post", "put", "patch") else None
+            response = await gateway.request(
+                method, url, json=body, params=params, headers=gateway_headers(world, minter, caller)
+            )
+            await savepoint.rollback()
+            want, got = expected(action, caller), response.status_code
+            denied = got in (401, 403) or (
+                got == 404 and "Namespace" in response.text and "does not exist" in response.text
             )
             if (want is None and denied) or (want is not None and got != want):
                 failures.append(

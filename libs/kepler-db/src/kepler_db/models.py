@@ -128,7 +128,9 @@ class App(Timestamped, Base):
     ports: Mapped[list[Any]] = mapped_column(default=list)
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     auto_rollback: Mapped[bool] = mapped_column(default=True, server_default=true())
-    selector: Mapped[dict[str, Any] | None] = mapped_column(doc="an adopted Deployment's own (immutable) selector")
+    selector: Mapped[dict[str, Any] | None] = mapped_column(
+        doc="an adopted Deployment's (immutable) selector"
+    )
     scaled_replicas: Mapped[int | None] = mapped_column(doc="set by a scale; later releases start from it")
 
     current_release: Mapped[int | None] = mapped_column(doc="number of the release that last rolled out")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
@@ -84,10 +85,19 @@ class KeyRing:
         async with self._sessionmaker() as session:
             rows = list(await session.scalars(_usable_keys()))
         self.keyset = KeySet([ECKey.import_key(row.public_jwk) for row in rows])
-        active = [row for row in rows if row.retired_at is None]
-        if self._box is not None and active:
-            self.signing_key = ECKey.import_key(json.loads(self._box.open(active[0].private_jwk_encrypted)))
+        if self._box is not None:
+            self.signing_key = self._newest_openable([row for row in rows if row.retired_at is None])
         self._loaded_at = time.monotonic()
+
+    def _newest_openable(self, active: list[SigningKey]) -> ECKey | None:
+        """A key sealed under another platform key (a misconfigured replica) is skipped, not fatal."""
+        assert self._box is not None
+        for row in active:
+            try:
+                return ECKey.import_key(json.loads(self._box.open(row.private_jwk_encrypted)))
+            except InvalidTag:
+                continue
+        return None
 
     async def knows(self, kid: str) -> bool:
         """An unknown kid may be a key made since we loaded: reload, but at most every few seconds."""

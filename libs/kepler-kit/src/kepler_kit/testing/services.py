@@ -16,7 +16,7 @@ from kepler_kit.jobs import Sweep, WorkerContext, create_arq_pool
 from kepler_kit.service_app import security_state
 
 
-class _WithState:
+class WithState:
     """What uvicorn does with lifespan state: hand each request a copy of it."""
 
     def __init__(self, app: ASGIApp, state: dict[str, Any]) -> None:
@@ -35,7 +35,7 @@ async def service_client(
         if "sessionmaker" in overrides:
             state.update(security_state(state["service"], overrides["sessionmaker"]))
         listener = asyncio.create_task(state["access_control"].listen(state["arq"]))
-        transport = httpx.ASGITransport(app=_WithState(app, state), raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=WithState(app, state), raise_app_exceptions=False)
         try:
             async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
                 yield client
