@@ -6,7 +6,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_db import AuditEvent
+from kepler_db import AuditEvent, Cluster
 
 PROBLEM = "application/problem+json"
 
@@ -200,3 +200,14 @@ class TestServiceSurface:
         await client.get("/api/v1/namespaces/whatever")
         metrics = (await client.get("/metrics")).text
         assert 'route="/api/v1/namespaces/{namespace}"' in metrics
+
+
+class TestSandbox:
+    async def test_readiness_says_a_cluster_is_simulated(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        session.add(Cluster(name="sandbox", api_url="http://127.0.0.1:9", simulated=True))
+        await session.flush()
+        checks = {c["name"]: c for c in (await client.get("/api/v1/status/app-service")).json()["checks"]}
+        assert "SIMULATED" in checks["clusters"]["detail"]
+        assert "sandbox" in checks["clusters"]["detail"]

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from kepler_app_service.api import apps, members, namespaces
 from kepler_app_service.kube.api import router as clusters
@@ -14,6 +15,7 @@ from kepler_app_service.releases.api import router as releases
 from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import cluster_registry, preload_kubernetes_client
+from kepler_db import Cluster
 from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 
@@ -39,9 +41,12 @@ async def clusters_check(state: dict[str, Any]) -> Check:
         return Check(name="clusters", ok=False, detail="loading the Kubernetes client")
 
     down = sorted(name for name, health in state["clusters"].health.items() if not health.ok)
-    return Check(
-        name="clusters", ok=True, detail=f"unreachable: {', '.join(down)}" if down else "all reachable"
-    )
+    detail = f"unreachable: {', '.join(down)}" if down else "all reachable"
+    async with state["sessionmaker"]() as session:
+        simulated = list(await session.scalars(select(Cluster.name).where(Cluster.simulated)))
+    if simulated:
+        detail += f"; SIMULATED (sandbox, nothing really runs): {', '.join(simulated)}"
+    return Check(name="clusters", ok=True, detail=detail)
 
 
 def create_app(settings: AppServiceSettings | None = None) -> FastAPI:
