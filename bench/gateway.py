@@ -127,9 +127,12 @@ def _same(protocol: _Connection) -> _Connection:
     return protocol
 
 
-async def _load(port: int, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def _load(
+    port: int, connections: int, seconds: float, warmup: float, path: str = PATH, authorization: str = ""
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    request = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n\r\n".encode()
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n{auth}\r\n".encode()
 
     async def run(duration: float) -> tuple[list[float], float]:
         latencies: list[float] = []
@@ -167,8 +170,8 @@ def load_main() -> None:
     import uvloop
 
     for line in sys.stdin:
-        port, connections, seconds = line.split()
-        result = uvloop.run(_load(int(port), int(connections), float(seconds), warmup=WARMUP_S))
+        port, connections, seconds, path, authorization = json.loads(line)
+        result = uvloop.run(_load(int(port), int(connections), float(seconds), WARMUP_S, path, authorization))
         print(json.dumps(result), flush=True)
 
 
@@ -180,10 +183,12 @@ class LoadGenerator:
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         place(self.process.pid, cpus)
 
-    def run(self, port: int, connections: int, seconds: float) -> dict[str, float]:
+    def run(
+        self, port: int, connections: int, seconds: float, path: str = PATH, authorization: str = ""
+    ) -> dict[str, float]:
         assert self.process.stdin is not None
         assert self.process.stdout is not None
-        self.process.stdin.write(f"{port} {connections} {seconds}\n")
+        self.process.stdin.write(json.dumps([port, connections, seconds, path, authorization]) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
@@ -290,16 +295,25 @@ def uvicorn(target: str, port: int, env: dict[str, str], cpus: set[int] | None) 
 
 
 def backing_services(stack: ExitStack) -> dict[str, str]:
-    """Postgres and Redis for the services' lifespans (the measured GET touches neither)."""
+    """Postgres and Redis for the services' lifespans: a migrated database of its own (the gateway keeps
+    its signing key there), on KEPLER_DATABASE_URL's server, the local one, or an embedded one."""
+    from kepler_devstack import embedded
+    from kepler_kit.testing.database import create_test_database, drop_test_database
+
+    server = os.environ.get("KEPLER_DATABASE_URL")
+    if server is None and reachable(5432):
+        server = "postgresql+asyncpg://postgres@127.0.0.1/postgres"
+    if server is None:
+        pg = embedded.start_postgres(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "pg")
+        stack.callback(pg.stop)
+        server = pg.url
+    database = create_test_database(server, f"kepler_bench_{os.getpid()}")
+    stack.callback(drop_test_database, database)
     urls = {
-        "KEPLER_DATABASE_URL": os.environ.get(
-            "KEPLER_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1/postgres"
-        ),
+        "KEPLER_DATABASE_URL": database.url,
         "KEPLER_REDIS_URL": os.environ.get("KEPLER_REDIS_URL", "redis://127.0.0.1:6379/15"),
     }
     if "KEPLER_REDIS_URL" not in os.environ and not reachable(6379):
-        from kepler_devstack import embedded
-
         redis = embedded.start_redis(Path(stack.enter_context(tempfile.TemporaryDirectory())), persist=False)
         stack.callback(redis.stop)
         urls["KEPLER_REDIS_URL"] = redis.url

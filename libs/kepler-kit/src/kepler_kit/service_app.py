@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kepler_kit.access import AccessControl, ServiceAuthenticator
+from kepler_kit.access import AccessControl, ServiceAuthenticator, install_permission_check
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.errors import PROBLEM_JSON, Problem
 from kepler_kit.health import ReadinessCheck, database_check, health_router, redis_check, status_router
@@ -37,6 +37,9 @@ def operation_id(route: APIRoute) -> str:
 
 def _permission(route: APIRoute) -> str | None:
     """The action a route's `require(...)`/`public()` dependency declares, found anywhere in its tree."""
+    installed = getattr(route, "kepler_action", None)
+    if installed is not None:
+        return str(installed)
     stack = list(route.dependant.dependencies)
     while stack:
         dependant = stack.pop()
@@ -153,6 +156,8 @@ def create_service_app(
         responses=_COMMON_ERRORS,
     )
     all_routers = [health_router(service), status_router(service), *routers]
+    for route in (r for router in all_routers for r in router.routes if isinstance(r, APIRoute)):
+        install_permission_check(route)
     app.openapi = _openapi(app, all_routers)  # type: ignore[method-assign]
     install_problem_handlers(app)
     for router in all_routers:

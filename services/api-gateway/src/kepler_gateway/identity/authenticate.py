@@ -18,13 +18,14 @@ from starlette.types import Scope
 from kepler_db import ApiToken, TokenScope
 from kepler_gateway.identity import repository
 from kepler_gateway.identity.settings import AuthSettings
-from kepler_kit.access import AccessControl, principal_for
+from kepler_kit.access import AccessControl, PrincipalCache, principal_for
 from kepler_kit.crypto import token_digest
 from kepler_kit.errors import Unauthorized
 from kepler_kit.identity import IDENTITY_HEADER, Principal
 from kepler_kit.tokens import ACCESS_AUDIENCE, Claims, TokenIssuer, TokenVerifier, identity_audience
 
 API_TOKEN_PREFIX = "kpl_"
+_ANONYMOUS = [(IDENTITY_HEADER, ""), ("authorization", "")]  # no identity, and no credentials upstream
 TOUCH_EVERY = 60.0  # seconds between `last_used_at` writes for one token
 
 
@@ -54,6 +55,7 @@ class GatewayAuth:
         self._tokens: dict[str, _TokenFacts | None] = {}
         self._minted: dict[tuple[str, str], tuple[str, float]] = {}
         self._touched: dict[uuid.UUID, float] = {}
+        self._forwarded = PrincipalCache(access)
 
     async def authenticate(self, request: Request) -> Principal:
         """The kit's Authenticator protocol, for the gateway's own endpoints."""
@@ -62,6 +64,11 @@ class GatewayAuth:
         return principal or Principal(user_id=None, name="anonymous", client_ip=ip)
 
     async def principal(self, authorization: str | None, ip: str | None) -> Principal | None:
+        resolved = await self._resolve(authorization, ip)
+        return resolved[0] if resolved else None
+
+    async def _resolve(self, authorization: str | None, ip: str | None) -> tuple[Principal, float] | None:
+        """The caller and until when (epoch seconds) their credential is valid."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -69,9 +76,9 @@ class GatewayAuth:
         if token.startswith(API_TOKEN_PREFIX):
             return await self._api_token_principal(token, ip)
         claims = await self.verifier.verify(token, ACCESS_AUDIENCE, "access")
-        return _with_ip(await principal_for(self.access, claims, None), ip)
+        return _with_ip(await principal_for(self.access, claims, None), ip), float(claims.exp)
 
-    async def _api_token_principal(self, token: str, ip: str | None) -> Principal:
+    async def _api_token_principal(self, token: str, ip: str | None) -> tuple[Principal, float]:
         facts = await self._facts(token_digest(token))
         if facts is None or (facts.expires_at is not None and facts.expires_at <= datetime.now(UTC)):
             raise Unauthorized("The API token is unknown, revoked or expired.")
@@ -86,7 +93,8 @@ class GatewayAuth:
         )
         principal = await principal_for(self.access, claims, None)
         await self._touch(facts.id)
-        return _with_ip(principal, ip)
+        until = facts.expires_at.timestamp() if facts.expires_at else time.time() + 86400
+        return _with_ip(principal, ip), until
 
     async def _facts(self, digest: str) -> _TokenFacts | None:
         if digest in self._tokens:
@@ -142,10 +150,20 @@ class GatewayAuth:
     async def forward(self, scope: Scope, service: str) -> list[tuple[str, str]]:
         """Headers for the upstream: the identity (empty if anonymous) instead of the client's credentials."""
         authorization = _header(scope, b"authorization")
+        if not authorization:
+            return _ANONYMOUS
+        known: list[tuple[str, str]] | None = self._forwarded.get((authorization, service))
+        if known is not None:
+            return known
         client = scope.get("client")
-        principal = await self.principal(authorization, client[0] if client else None)
-        identity = self.identity_token(principal, service) if principal else ""
-        return [(IDENTITY_HEADER, identity), ("authorization", "")]
+        resolved = await self._resolve(authorization, client[0] if client else None)
+        if resolved is None:
+            return _ANONYMOUS
+        identity = self.identity_token(resolved[0], service)
+        headers = [(IDENTITY_HEADER, identity), ("authorization", "")]
+        reuse_until = min(resolved[1], time.time() + self._settings.identity_token_seconds * 2 / 3)
+        self._forwarded.put((authorization, service), headers, reuse_until)
+        return headers
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
