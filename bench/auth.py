@@ -91,8 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pairs", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=0.75)
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.2)
     parser.add_argument("--no-pin", action="store_true")
     args = parser.parse_args()
     placement = Placement.choose(pin=not args.no_pin)

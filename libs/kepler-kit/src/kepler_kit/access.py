@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -46,8 +46,7 @@ class UserState:
     is_admin: bool
 
 
-@dataclass(frozen=True)
-class NamespaceAccess:
+class NamespaceAccess(NamedTuple):
     exists: bool
     role: Role | None = None
     allow_exec: bool = False
@@ -56,10 +55,10 @@ class NamespaceAccess:
 class AccessControl:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl: float = 5.0) -> None:
         self._sessionmaker, self.ttl = sessionmaker, ttl
-        self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self.epoch = 0  # bumped by every invalidation: caches built on top of this one compare it
 
-    async def _cached(self, key: tuple[str, ...], load: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _cached(self, key: tuple[Any, ...], load: Callable[[AsyncSession], Awaitable[T]]) -> T:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             value: T = hit[1]
@@ -76,7 +75,7 @@ class AccessControl:
                 return None
             return UserState(user.id, user.email, user.disabled_at is None, user.is_admin)
 
-        return await self._cached(("user", str(user_id)), load)
+        return await self._cached(("user", user_id), load)
 
     async def namespace_access(self, user_id: uuid.UUID, namespace: str) -> NamespaceAccess:
         async def load(session: AsyncSession) -> NamespaceAccess:
@@ -90,14 +89,14 @@ class AccessControl:
             row = (await session.execute(query)).first()
             return NamespaceAccess(True, row.role, row.allow_exec) if row else NamespaceAccess(False)
 
-        return await self._cached(("ns", namespace, str(user_id)), load)
+        return await self._cached(("ns", namespace, user_id), load)
 
     async def session_active(self, session_id: uuid.UUID) -> bool:
         async def load(session: AsyncSession) -> bool:
             row = await session.get(AuthSession, session_id)
             return row is not None and row.revoked_at is None and row.expires_at > datetime.now(UTC)
 
-        return await self._cached(("session", str(session_id)), load)
+        return await self._cached(("session", session_id), load)
 
     async def api_token_active(self, token_id: uuid.UUID) -> bool:
         async def load(session: AsyncSession) -> bool:
@@ -108,7 +107,7 @@ class AccessControl:
             )
             return bool(await session.scalar(query))
 
-        return await self._cached(("token", str(token_id)), load)
+        return await self._cached(("token", token_id), load)
 
     def invalidate(self, message: str) -> None:
         """`user:<id>`, `ns:<name>`, `session:<id>`, `token:<id>` or `*`."""
@@ -135,12 +134,13 @@ class AccessControl:
                 await asyncio.sleep(1)
 
 
-def _matches(key: tuple[str, ...], kind: str, ident: str) -> bool:
+def _matches(key: tuple[Any, ...], kind: str, ident: str) -> bool:
+    """Keys hold UUIDs (cheap to hash on the hot path); messages carry them as text."""
     if kind == "user":
-        return (key[0] == "user" and key[1] == ident) or (key[0] == "ns" and key[2] == ident)
+        return (key[0] == "user" and str(key[1]) == ident) or (key[0] == "ns" and str(key[2]) == ident)
     if kind == "ns":
-        return key[0] == "ns" and key[1] == ident
-    return key[0] == kind and key[1] == ident
+        return key[0] == "ns" and str(key[1]) == ident
+    return key[0] == kind and str(key[1]) == ident
 
 
 async def publish_access_change(redis: Redis, *messages: str) -> None:
@@ -237,8 +237,7 @@ async def principal_for(access: AccessControl, claims: Claims, request: Request 
     )
 
 
-@dataclass(frozen=True)
-class Access:
+class Access(NamedTuple):
     """What a permitted endpoint gets: who, where, and with which role."""
 
     principal: Principal
@@ -295,7 +294,8 @@ def install_permission_check(route: APIRoute) -> None:
     route.kepler_action = action  # type: ignore[attr-defined]
     if action is None or action == "public":
         return
-    build = route.get_route_handler
+    build, checked = route.get_route_handler, Action(action)
+
 
     def get_route_handler() -> Callable[[Request], Coroutine[Any, Any, Response]]:
         # FastAPI builds a handler per inclusion, from the dependant it keeps for that inclusion
@@ -307,7 +307,8 @@ def install_permission_check(route: APIRoute) -> None:
         handler = build()
 
         async def guarded(request: Request) -> Response:
-            token = _ACCESS.set(await authorize(request, Action(action)))
+            token = _ACCESS.set(await authorize(request, checked))
+
             try:
                 return await handler(request)
             finally:

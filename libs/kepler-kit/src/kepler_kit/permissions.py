@@ -5,7 +5,7 @@ Roles are never carried in tokens: `decide` is given the caller's live role in t
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from kepler_db import Role, TokenScope
 
@@ -112,8 +112,7 @@ class Decision(enum.Enum):
     hidden = "hidden"  # 404: may not even know the namespace exists
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """What `decide` needs to know about who is asking, read live from the database (cached briefly)."""
 
     authenticated: bool

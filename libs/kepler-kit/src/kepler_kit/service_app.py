@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -120,6 +121,9 @@ def _lifespan(
             **security_state(service, sessionmaker),
         }
         listener = asyncio.create_task(state["access_control"].listen(arq))
+        gc.collect()
+        gc.freeze()  # what start-up built lives forever: the collector need not rescan it under load
+
         try:
             if extra is None:
                 yield state
