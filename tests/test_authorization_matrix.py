@@ -67,6 +67,7 @@ REVIEWED: dict[str, str] = {
     "getDeployment": "deploy.view",
     "followDeployment": "deploy.view",
     "cancelDeployment": "deploy.create",
+    "approveDeployment": "deploy.approve",
     "rollbackApp": "app.rollback",
     "changeRelease": "app.config",
     "restartApp": "deploy.create",

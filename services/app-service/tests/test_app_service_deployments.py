@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_app_service.kube.live import LiveStatus
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import cluster_registry, sweeps
-from kepler_db import Cluster, Deployment, DeploymentStatus, Release
+from kepler_db import Cluster, Deployment, DeploymentStatus, Release, Role
 from kepler_kit.jobs import WorkerContext, sweep
+from kepler_kit.testing.identities import make_member, make_user
 from kepler_kubefake import DropWatch, KubeFake, WatchGone
 
 BASE = "/api/v1/namespaces/team-a/apps/web"
@@ -496,3 +497,46 @@ async def state_of(client: httpx.AsyncClient, app: str, deployment_id: str) -> d
         await client.get(f"/api/v1/namespaces/team-a/apps/{app}/deployments/{deployment_id}")
     ).json()
     return body
+
+
+@pytest.mark.usefixtures("web")
+class TestApproval:
+    async def test_deploys_wait_for_another_maintainer(
+        self,
+        client: httpx.AsyncClient,
+        anonymous_client: httpx.AsyncClient,
+        deployer: Any,
+        fake: KubeFake,
+        session: AsyncSession,
+        minter: Any,
+    ) -> None:
+        assert (
+            await client.patch("/api/v1/namespaces/team-a", json={"require_deploy_approval": True})
+        ).status_code == 200
+        waiting = await deploy(client, GOOD)
+        assert (waiting["status"], waiting["reason"]) == ("pending", "AwaitingApproval")
+        await deployer.run()
+        assert fake.get("Deployment", "web", "team-a") is None  # nothing ran
+        assert (await state(client, waiting["id"]))["reason"] == "AwaitingApproval"
+
+        own = await client.post(f"{BASE}/deployments/{waiting['id']}/approve")
+        assert own.status_code == 403  # the requester cannot approve their own deploy
+        maintainer = await make_user(session, "maintainer@example.com")
+        await make_member(session, maintainer, "team-a", Role.maintainer)
+        approved = await anonymous_client.post(
+            f"{BASE}/deployments/{waiting['id']}/approve", headers=minter.identity(maintainer, "app-service")
+        )
+        assert approved.status_code == 200, approved.text
+        await deployer.run()
+        assert (await state(client, waiting["id"]))["status"] == "succeeded"
+
+    async def test_rollbacks_never_wait(self, client: httpx.AsyncClient, deployer: Any) -> None:
+        await deploy(client, GOOD)
+        await deployer.run()
+        await deploy(client, {"image": f"{IMAGE}:2"})
+        await deployer.run()
+        await client.patch("/api/v1/namespaces/team-a", json={"require_deploy_approval": True})
+        rollback = await client.post(f"{BASE}/rollback", json={"to_release": 1})
+        assert rollback.json()["reason"] is None
+        await deployer.run()
+        assert (await state(client, rollback.json()["id"]))["status"] == "succeeded"

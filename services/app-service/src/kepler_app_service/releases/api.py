@@ -176,6 +176,25 @@ async def cancel_deployment(
 
 
 @router.post(
+    "/deployments/{deployment_id}/approve",
+    response_model=Deployment,
+    responses=error_responses(*DENIED, Conflict),
+    summary="Approve a deployment waiting for approval (someone other than its requester)",
+)
+async def approve_deployment(
+    namespace: NamespaceName,
+    app: AppName,
+    deployment_id: uuid.UUID,
+    session: DbSession,
+    access: Access = require(Action.deploy_approve),
+) -> Deployment:
+    target = await _app(session, namespace, app)
+    deployment = await service.approve(session, access.principal, namespace, target, deployment_id)
+    release = await repository.release_by_id(session, deployment.release_id)
+    return service.deployment_out(deployment, target.name, release.number)
+
+
+@router.post(
     "/rollback",
     status_code=status.HTTP_201_CREATED,
     response_model=Deployment,

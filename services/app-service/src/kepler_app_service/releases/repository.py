@@ -122,7 +122,10 @@ async def claim(session: AsyncSession, deployment_id: uuid.UUID, attempt: int) -
 def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int]:
     """The sweeper's query: active deployments nobody has touched lately (lost job, killed worker)."""
     heartbeat = func.coalesce(Deployment.heartbeat_at, Deployment.updated_at)
-    return select(Deployment.id, Deployment.attempt).where(Deployment.status.in_(ACTIVE), heartbeat < cutoff)
+    waiting = func.coalesce(Deployment.reason, "") == "AwaitingApproval"  # waits for a person, not a job
+    return select(Deployment.id, Deployment.attempt).where(
+        Deployment.status.in_(ACTIVE), heartbeat < cutoff, ~waiting
+    )
 
 
 async def events_after(session: AsyncSession, deployment_id: uuid.UUID, after: int) -> list[DeploymentEvent]:

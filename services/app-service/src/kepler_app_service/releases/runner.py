@@ -74,7 +74,7 @@ class Runner:
     async def _claim(self, deployment_id: uuid.UUID, attempt: int) -> Target | None:
         async with session_scope(self.ctx) as session:
             found = await repository.deployment_context(session, deployment_id)
-            if found is None or found[0].status.finished:
+            if found is None or found[0].status.finished or found[0].reason == service.AWAITING_APPROVAL:
                 return None
             deployment, app, namespace = found
             # Lock order everywhere: the app row first, then its deployments (the API does the same).

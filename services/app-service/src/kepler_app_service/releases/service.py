@@ -25,13 +25,14 @@ from kepler_app_service.releases.schemas import (
 from kepler_app_service.releases.spec import ReleaseSpec
 from kepler_db import models
 from kepler_kit.audit import record_audit
-from kepler_kit.errors import BadRequest, Conflict, NotFound
+from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
 from kepler_kit.pagination import PageRequest, page_of
 
 SERVICE = "app-service"
 RUN_DEPLOYMENT = "run_deployment"
+AWAITING_APPROVAL = "AwaitingApproval"
 
 
 def _audit(
@@ -75,8 +76,13 @@ async def start_deployment(
     release: models.Release,
     who: Principal | None,
     automatic: bool = False,
+    urgent: bool = False,
 ) -> models.Deployment:
-    """Pending deployments of the app are superseded: only the newest intent is worth rolling out."""
+    """Pending deployments of the app are superseded: only the newest intent is worth rolling out.
+
+    In a namespace that requires approval, a deploy waits for a maintainer other than its requester;
+    rollbacks (`urgent`, and the automatic ones) never wait: they are the emergency path.
+    """
     for older in await repository.active_deployments(session, app.id):
         if older.status is models.DeploymentStatus.pending:
             _finish(
@@ -86,10 +92,14 @@ async def start_deployment(
                 "Superseded",
                 "a newer deployment was requested",
             )
+    namespace = await session.get(models.Namespace, app.namespace_id)
+    waits = bool(namespace and namespace.require_deploy_approval) and not (automatic or urgent)
     deployment = models.Deployment(
         app_id=app.id,
         release_id=release.id,
         status=models.DeploymentStatus.pending,
+        reason=AWAITING_APPROVAL if waits else None,
+        message="a maintainer other than the requester must approve it" if waits else None,
         automatic=automatic,
         requested_by=who.user_id if who else None,
         replicas={},
@@ -99,7 +109,26 @@ async def start_deployment(
     events.record(
         session, deployment, "status", {**events.status_event(deployment), "release": release.number}
     )
-    enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), "0")
+    if not waits:
+        enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), "0")
+    return deployment
+
+
+async def approve(
+    session: AsyncSession, who: Principal, ns: str, app: models.App, deployment_id: uuid.UUID
+) -> models.Deployment:
+    app = await repository.lock_app(session, app.id)
+    deployment = await repository.deployment_in(session, app.id, deployment_id)
+    if deployment is None:
+        raise NotFound("No such deployment for this app.")
+    if deployment.status is not models.DeploymentStatus.pending or deployment.reason != AWAITING_APPROVAL:
+        raise Conflict("This deployment is not waiting for approval.")
+    if deployment.requested_by is not None and deployment.requested_by == who.user_id:
+        raise Forbidden("Someone other than the requester must approve a deployment.")
+    deployment.reason, deployment.message = None, f"approved by {who.name}"
+    events.record(session, deployment, "status", events.status_event(deployment))
+    enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), str(deployment.attempt))
+    _audit(session, who, "app.deploy_approve", app, ns, deployment=str(deployment.id))
     return deployment
 
 
@@ -185,7 +214,7 @@ async def rollback(
         target = await repository.last_good_release(session, app.id, current.id if current else uuid.uuid4())
         if target is None:
             raise Conflict(f"App '{app.name}' has no earlier release that rolled out.")
-    deployment = await start_deployment(session, app, target, who)
+    deployment = await start_deployment(session, app, target, who, urgent=True)
     _audit(session, who, "app.rollback", app, ns, release=target.number, deployment=str(deployment.id))
     return deployment, target.number
 
