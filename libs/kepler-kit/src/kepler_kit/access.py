@@ -296,7 +296,6 @@ def install_permission_check(route: APIRoute) -> None:
         return
     build, checked = route.get_route_handler, Action(action)
 
-
     def get_route_handler() -> Callable[[Request], Coroutine[Any, Any, Response]]:
         # FastAPI builds a handler per inclusion, from the dependant it keeps for that inclusion
         # (it documents this as the moment integrations may adjust it): lift the check out of that one.

@@ -174,4 +174,4 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _with_ip(principal: Principal, ip: str | None) -> Principal:
-    return Principal(**{**principal.__dict__, "client_ip": ip})
+    return principal.at(ip)
