@@ -123,6 +123,8 @@ def _lifespan(
         listener = asyncio.create_task(state["access_control"].listen(arq))
         gc.collect()
         gc.freeze()  # what start-up built lives forever: the collector need not rescan it under load
+        gc.set_threshold(20_000, 20, 20)  # requests make short-lived objects: collect the young less often
+
 
         try:
             if extra is None:
