@@ -125,7 +125,6 @@ def _lifespan(
         gc.freeze()  # what start-up built lives forever: the collector need not rescan it under load
         gc.set_threshold(20_000, 20, 20)  # requests make short-lived objects: collect the young less often
 
-
         try:
             if extra is None:
                 yield state
