@@ -1,12 +1,14 @@
 # Thin wrappers; everything runs through uv, which is installed from PyPI when missing.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY_DIRS := libs services tests bench migrations
 
 .PHONY: run test lint typecheck bench migrate sync format
 
-$(UV):
-	python3 -m pip install --user --quiet uv
+$(UV):  # a private venv works even where the system Python refuses user installs (PEP 668)
+	python3 -m venv $(CURDIR)/.tools && $(CURDIR)/.tools/bin/pip install --quiet uv \
+	  || (python3 -m pip install --user --quiet uv && mkdir -p $(CURDIR)/.tools/bin \
+	      && ln -sf $(HOME)/.local/bin/uv $(CURDIR)/.tools/bin/uv)
 
 sync: $(UV)
 	$(UV) sync --frozen
