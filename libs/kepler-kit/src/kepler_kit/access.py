@@ -319,14 +319,19 @@ def install_permission_check(route: APIRoute) -> None:
     route.app = request_response(get_route_handler())
 
 
+def _declaration(dependant: Dependant) -> Dependant | None:
+    """The `require(...)`/`public()` sub-dependency among the route's own dependencies."""
+    return next((d for d in dependant.dependencies if getattr(d.call, "kepler_action", None)), None)
+
+
 def _declared(dependant: Dependant) -> str | None:
-    found = next((d for d in dependant.dependencies if getattr(d.call, "kepler_action", None)), None)
+    found = _declaration(dependant)
     return str(found.call.kepler_action) if found is not None else None  # type: ignore[union-attr]
 
 
 def _lift(dependant: Dependant) -> None:
     """Removes the permission dependency and passes the wrapper's `Access` to its parameter instead."""
-    found = next((d for d in dependant.dependencies if getattr(d.call, "kepler_action", None)), None)
+    found = _declaration(dependant)
     if found is None:
         return  # already lifted
     dependant.dependencies.remove(found)

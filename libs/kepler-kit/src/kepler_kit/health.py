@@ -72,7 +72,7 @@ def health_router(service: str) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> Response:
-        result = await readiness(dict(request.state._state), service)
+        result = await readiness(request.scope["state"], service)
         return JSONResponse(result.model_dump(), status_code=200 if result.ready else 503)
 
     router.add_route("/metrics", metrics_endpoint, include_in_schema=False)
@@ -84,7 +84,7 @@ def status_router(service: str) -> APIRouter:
     router = APIRouter(tags=["system"])
 
     async def service_status(request: Request) -> Readiness:
-        return await readiness(dict(request.state._state), service)
+        return await readiness(request.scope["state"], service)
 
     router.add_api_route(
         f"/api/v1/status/{service}",

@@ -49,11 +49,6 @@ def anonymous(request: Request) -> Principal:
     return Principal(user_id=None, name="anonymous", client_ip=client_ip(request))
 
 
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
 class Authenticator(Protocol):
     async def authenticate(self, request: Request) -> Principal: ...
 

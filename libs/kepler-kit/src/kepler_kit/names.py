@@ -1,6 +1,5 @@
 """Kubernetes name rules, as pydantic types, so bad names are 422s with field errors."""
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -24,7 +23,3 @@ AppName = Annotated[str, StringConstraints(min_length=1, max_length=53, pattern=
 PortName = Annotated[
     str, StringConstraints(min_length=1, max_length=15, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ]
-
-
-def is_dns1123_label(value: str) -> bool:
-    return len(value) <= 63 and re.fullmatch(_DNS1123_LABEL, value) is not None

@@ -37,18 +37,9 @@ def operation_id(route: APIRoute) -> str:
 
 
 def _permission(route: APIRoute) -> str | None:
-    """The action a route's `require(...)`/`public()` dependency declares, found anywhere in its tree."""
-    installed = getattr(route, "kepler_action", None)
-    if installed is not None:
-        return str(installed)
-    stack = list(route.dependant.dependencies)
-    while stack:
-        dependant = stack.pop()
-        action = getattr(dependant.call, "kepler_action", None)
-        if action:
-            return str(action)
-        stack.extend(dependant.dependencies)
-    return None
+    """The action `install_permission_check` found declared by the route's `require(...)`/`public()`."""
+    action = getattr(route, "kepler_action", None)
+    return str(action) if action is not None else None
 
 
 def annotate_permissions(routers: Sequence[APIRouter], document: dict[str, Any]) -> dict[str, Any]:

@@ -49,10 +49,6 @@ def provisioning_namespaces(cutoff: datetime) -> Select[uuid.UUID]:
     )
 
 
-async def memberships_of(session: AsyncSession, user_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(await session.scalars(select(Membership.namespace_id).where(Membership.user_id == user_id)))
-
-
 async def list_visible_namespaces(
     session: AsyncSession, user_id: uuid.UUID, limit: int, after: list[Any] | None
 ) -> list[Namespace]:

@@ -102,8 +102,10 @@ class LiveStatus:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            with contextlib.suppress(Exception):
+            try:
                 await self.flush()
+            except Exception:  # a failed write is retried with the next batch's fresher state; never fatal
+                log.exception("live_status_flush_failed")
 
     async def flush(self) -> int:
         """Writes every status noted since the last flush; the newest per app wins."""
