@@ -127,12 +127,16 @@ def _same(protocol: _Connection) -> _Connection:
     return protocol
 
 
+def _request(port: int, path: str, authorization: str) -> bytes:
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n{auth}\r\n".encode()
+
+
 async def _load(
     port: int, connections: int, seconds: float, warmup: float, path: str = PATH, authorization: str = ""
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    auth = f"Authorization: {authorization}\r\n" if authorization else ""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n{auth}\r\n".encode()
+    request = _request(port, path, authorization)
 
     async def run(duration: float) -> tuple[list[float], float]:
         latencies: list[float] = []
@@ -165,13 +169,100 @@ async def _load(
     }
 
 
+class _Schedule:
+    """Interleaved A/B load: the request switches between two kinds every `slice_s` on the same
+    connections, and completions are counted per slice. A slice's rate counts only what completes after
+    `settle_s`, once the requests of the previous kind still in flight have drained."""
+
+    def __init__(
+        self, requests: list[bytes], start: float, slice_s: float, slices: int, settle_s: float
+    ) -> None:
+        self.requests, self.start, self.slice_s, self.settle_s = requests, start, slice_s, settle_s
+        self.deadline = start + slice_s * slices
+        self.settled = [0] * slices  # completions after the settle time
+        self.total = [0] * slices  # all completions: the servers' CPU per request is split by these
+
+    def request(self, now: float) -> bytes:
+        index = int((now - self.start) // self.slice_s)
+        return self.requests[index % 2] if index >= 0 else self.requests[0]
+
+    def completed(self, now: float) -> None:
+        offset = now - self.start
+        index = int(offset // self.slice_s)
+        if 0 <= index < len(self.total):
+            self.total[index] += 1
+            if offset - index * self.slice_s >= self.settle_s:
+                self.settled[index] += 1
+
+
+class _Switching(_Connection):
+    def __init__(self, schedule: _Schedule, done: asyncio.Future[None]) -> None:
+        super().__init__(schedule.requests[0], schedule.deadline, [], done)
+        self.schedule = schedule
+
+    def _send(self) -> None:
+        now = time.perf_counter()
+        if self.sent:
+            self.schedule.completed(now)
+        self.request = self.schedule.request(now)
+        super()._send()
+
+
+async def _load_interleaved(
+    port: int, connections: int, paths: list[str], authorizations: list[str], spec: dict[str, Any]
+) -> dict[str, Any]:
+    """One run of `spec["slices"]` alternating slices (A, B, A, …) after a warm-up on A, with the CPU
+    of `spec["pids"]` sampled at every slice boundary."""
+    loop = asyncio.get_running_loop()
+    requests = [_request(port, path, auth) for path, auth in zip(paths, authorizations, strict=True)]
+    slices, slice_s, pids = int(spec["slices"]), float(spec["slice_s"]), list(spec["pids"])
+    schedule = _Schedule(
+        requests, time.perf_counter() + WARMUP_S + 0.3, slice_s, slices, float(spec["settle_s"])
+    )
+    futures = [loop.create_future() for _ in range(connections)]
+    transports = []
+    for future in futures:
+        protocol = _Switching(schedule, future)
+        transport, _ = await loop.create_connection(functools.partial(_same, protocol), "127.0.0.1", port)
+        transports.append(transport)
+    cpu: list[list[float]] = []
+    for index in range(slices + 1):
+        await asyncio.sleep(max(0.0, schedule.start + index * slice_s - time.perf_counter()))
+        cpu.append([cpu_seconds(pid) for pid in pids])
+    await asyncio.gather(*futures)
+    for transport in transports:
+        transport.close()
+    window = slice_s - schedule.settle_s
+    return {
+        "rps": [count / window for count in schedule.settled],
+        "requests": schedule.total,
+        "cpu_s": [
+            [after - before for before, after in zip(cpu[i], cpu[i + 1], strict=True)] for i in range(slices)
+        ],
+    }
+
+
 def load_main() -> None:
-    """The load generator process: one `PORT CONNECTIONS SECONDS` line in, one JSON line out."""
+    """The load generator process: one JSON line in (a run's parameters), one JSON line out."""
     import uvloop
 
     for line in sys.stdin:
-        port, connections, seconds, path, authorization = json.loads(line)
-        result = uvloop.run(_load(int(port), int(connections), float(seconds), WARMUP_S, path, authorization))
+        message = json.loads(line)
+        if isinstance(message, dict):  # interleaved A/B
+            result = uvloop.run(
+                _load_interleaved(
+                    int(message["port"]),
+                    int(message["connections"]),
+                    message["paths"],
+                    message["authorizations"],
+                    message,
+                )
+            )
+        else:
+            port, connections, seconds, path, authorization = message
+            result = uvloop.run(
+                _load(int(port), int(connections), float(seconds), WARMUP_S, path, authorization)
+            )
         print(json.dumps(result), flush=True)
 
 
@@ -194,6 +285,40 @@ class LoadGenerator:
         if not line:
             raise RuntimeError("the load generator died")
         result: dict[str, float] = json.loads(line)
+        return result
+
+    def interleaved(
+        self,
+        port: int,
+        connections: int,
+        paths: tuple[str, str],
+        authorizations: tuple[str, str],
+        *,
+        slices: int,
+        slice_s: float,
+        settle_s: float,
+        pids: list[int],
+    ) -> dict[str, list[Any]]:
+        """A/B slices on the same connections (see `_Schedule`): per slice, the settled requests/s, all
+        requests completed, and the CPU seconds each of `pids` spent."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        message = {
+            "port": port,
+            "connections": connections,
+            "paths": list(paths),
+            "authorizations": list(authorizations),
+            "slices": slices,
+            "slice_s": slice_s,
+            "settle_s": settle_s,
+            "pids": pids,
+        }
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the load generator died")
+        result: dict[str, list[Any]] = json.loads(line)
         return result
 
     def close(self) -> None:

@@ -3,6 +3,7 @@ seconds, and evicted at once when another process publishes a change on Redis.""
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,11 +20,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import Response
+from starlette.types import Scope
 
 from kepler_db import ApiToken, AuditOutcome, AuthSession, Membership, Namespace, Role, User
 from kepler_kit.audit import record_audit_now
 from kepler_kit.errors import Forbidden, NotFound, Unauthorized
 from kepler_kit.identity import (
+    PRINCIPAL_KEY,
     Principal,
     anonymous,
     client_ip,
@@ -50,12 +53,50 @@ class NamespaceAccess(NamedTuple):
     exists: bool
     role: Role | None = None
     allow_exec: bool = False
+    fresh_until: float = float("inf")  # monotonic; what is read from the database is trusted for the TTL
+
+
+class Access(NamedTuple):
+    """What a permitted endpoint gets: who, where, and with which role."""
+
+    principal: Principal
+    namespace: str | None
+    role: Role | None
+
+
+class SingleFlight:
+    """Concurrent loads of one key share a single load. When a cached entry expires under load, one
+    request reads the database (or verifies the token) and the others await its answer, instead of
+    every request in flight doing the same work at once."""
+
+    def __init__(self) -> None:
+        self._running: dict[Any, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Any, load: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(load())  # a task of its own: one waiter leaving stops nothing
+            self._running[key] = running
+            running.add_done_callback(functools.partial(self._done, key))
+        result: T = await asyncio.shield(running)
+        return result
+
+    def _done(self, key: Any, task: "asyncio.Future[Any]") -> None:
+        if self._running.get(key) is task:
+            del self._running[key]
+        if not task.cancelled():
+            task.exception()  # every waiter may have left: the outcome is not "never retrieved"
+
+    def forget(self) -> None:
+        """Loads already running finish for their waiters; later callers start afresh."""
+        self._running.clear()
 
 
 class AccessControl:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl: float = 5.0) -> None:
         self._sessionmaker, self.ttl = sessionmaker, ttl
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._loads = SingleFlight()
         self.epoch = 0  # bumped by every invalidation: caches built on top of this one compare it
 
     async def _cached(self, key: tuple[Any, ...], load: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -63,10 +104,16 @@ class AccessControl:
         if hit is not None and hit[0] > time.monotonic():
             value: T = hit[1]
             return value
-        async with self._sessionmaker() as session:
-            value = await load(session)
-        self._cache[key] = (time.monotonic() + self.ttl, value)
-        return value
+        epoch = self.epoch
+
+        async def fetch() -> T:
+            async with self._sessionmaker() as session:
+                fetched = await load(session)
+            if self.epoch == epoch:  # else a change was published meanwhile: this answer may predate it
+                self._cache[key] = (time.monotonic() + self.ttl, fetched)
+            return fetched
+
+        return await self._loads.run(key, fetch)
 
     async def user(self, user_id: uuid.UUID) -> UserState | None:
         async def load(session: AsyncSession) -> UserState | None:
@@ -87,7 +134,8 @@ class AccessControl:
                 .where(Namespace.name == namespace)
             )
             row = (await session.execute(query)).first()
-            return NamespaceAccess(True, row.role, row.allow_exec) if row else NamespaceAccess(False)
+            until = time.monotonic() + self.ttl
+            return NamespaceAccess(True, row.role, row.allow_exec, until) if row else NamespaceAccess(False)
 
         return await self._cached(("ns", namespace, user_id), load)
 
@@ -112,6 +160,7 @@ class AccessControl:
     def invalidate(self, message: str) -> None:
         """`user:<id>`, `ns:<name>`, `session:<id>`, `token:<id>` or `*`."""
         self.epoch += 1
+        self._loads.forget()
         kind, _, ident = message.partition(":")
         if kind == "*":
             self._cache.clear()
@@ -156,23 +205,48 @@ class PrincipalCache:
 
     def __init__(self, access: AccessControl, size: int = 20_000) -> None:
         self.access, self._size = access, size
-        self._entries: dict[Any, tuple[int, float, float, Any]] = {}
+        self._entries: dict[Any, tuple[int, float, Any]] = {}
 
     def get(self, key: Any) -> Any | None:
         entry = self._entries.get(key)
-        if (
-            entry is None
-            or entry[0] != self.access.epoch
-            or entry[1] < time.monotonic()
-            or entry[2] < time.time()
-        ):
+        if entry is None or entry[0] != self.access.epoch or entry[1] < time.monotonic():
             return None
-        return entry[3]
+        return entry[2]
 
-    def put(self, key: Any, value: Any, expires_at: float) -> None:
+    def put(self, key: Any, value: Any, expires_at: float, epoch: int | None = None) -> None:
+        """`expires_at`: the credential's own expiry, in epoch seconds; `epoch`: the access epoch when
+        `value` was worked out (an entry from before a change is never served)."""
         if len(self._entries) >= self._size:
             self._entries.clear()
-        self._entries[key] = (self.access.epoch, time.monotonic() + self.access.ttl, expires_at, value)
+        now = time.monotonic()
+        until = min(now + self.access.ttl, now + expires_at - time.time())
+        self._entries[key] = (self.access.epoch if epoch is None else epoch, until, value)
+
+
+Grants = dict[tuple[Action, str | None], tuple[float, Role | None]]
+_GRANTS = "kepler.grants"
+_PER_CREDENTIAL = 256  # client addresses or (action, namespace) pairs remembered per credential
+
+
+class _Resolved:
+    """What one credential resolved to while nothing access-related changes: the principal (per client
+    address) and the permissions already granted to it (`authorize` fills them in; denials are not kept,
+    they are re-checked and audited every time)."""
+
+    __slots__ = ("principal", "at", "grants")
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.at: dict[str | None, Principal] = {}
+        self.grants: Grants = {}
+
+    def from_client(self, client: str | None) -> Principal:
+        principal = self.at.get(client)
+        if principal is None:
+            if len(self.at) >= _PER_CREDENTIAL:
+                self.at.clear()
+            principal = self.at[client] = self.principal.at(client)
+        return principal
 
 
 class ServiceAuthenticator:
@@ -181,25 +255,52 @@ class ServiceAuthenticator:
     def __init__(self, service: str, verifier: TokenVerifier, access: AccessControl) -> None:
         self.audience, self.verifier, self.access = identity_audience(service), verifier, access
         self._known = PrincipalCache(access)
+        self._resolving = SingleFlight()
 
     async def authenticate(self, request: Request) -> Principal:
-        identity, authorization, forwarded = _credentials(request.scope["headers"])
+        """Also leaves the credential's grants in the scope, for `authorize` to reuse."""
+        scope = request.scope
+        identity, authorization, forwarded = _credentials(scope["headers"])
         token, audience, typ = (
             (identity, self.audience, "identity") if identity else (authorization, ACCESS_AUDIENCE, "access")
         )
         if not token:
             return anonymous(request)
-        principal: Principal | None = self._known.get(token)
-        if principal is None:
-            claims = await self.verifier.verify(token, audience, typ)
-            principal = await principal_for(self.access, claims, None)
-            self._known.put(token, principal, claims.exp)
-        client = (
-            forwarded.split(",")[0].strip()
-            if forwarded
-            else (request.client.host if request.client else None)
-        )
-        return principal.at(client)
+        resolved: _Resolved | None = self._known.get(token)
+        if resolved is None:
+            resolved = await self._resolving.run((token, typ), lambda: self._resolve(token, audience, typ))
+        scope[_GRANTS] = resolved.grants
+        return resolved.from_client(_client(scope, forwarded))
+
+    def granted(self, scope: Scope, action: Action, namespace: str | None) -> Access | None:
+        """The hot path, awaiting nothing: the caller's `Access` when this credential was already
+        granted `action` in `namespace` (same access epoch, within the TTL), else None (`authorize`)."""
+        identity, authorization, forwarded = _credentials(scope["headers"])
+        token = identity or authorization
+        resolved: _Resolved | None = self._known.get(token) if token else None
+        if resolved is None:
+            return None
+        granted = resolved.grants.get((action, namespace))
+        if granted is None or granted[0] <= time.monotonic():
+            return None
+        principal = scope[PRINCIPAL_KEY] = resolved.from_client(_client(scope, forwarded))
+        scope[_GRANTS] = resolved.grants
+        return Access(principal, namespace, granted[1])
+
+    async def _resolve(self, token: str, audience: str, typ: str) -> _Resolved:
+        epoch = self.access.epoch
+        claims = await self.verifier.verify(token, audience, typ)
+        resolved = _Resolved(await principal_for(self.access, claims, None))
+        self._known.put(token, resolved, claims.exp, epoch)
+        return resolved
+
+
+def _client(scope: Scope, forwarded: str | None) -> str | None:
+    """The gateway's X-Forwarded-For names the client; services only hear from it or from loopback."""
+    if forwarded:
+        return forwarded.split(",")[0].strip() or None
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
@@ -237,19 +338,20 @@ async def principal_for(access: AccessControl, claims: Claims, request: Request 
     )
 
 
-class Access(NamedTuple):
-    """What a permitted endpoint gets: who, where, and with which role."""
-
-    principal: Principal
-    namespace: str | None
-    role: Role | None
-
-
 async def authorize(request: Request, action: Action) -> Access:
-    """Checks `action` for the caller in the path's `{namespace}` (or `?namespace=`), live."""
+    """Checks `action` for the caller in the path's `{namespace}` (or `?namespace=`), live.
+
+    A permission granted to the same credential for the same namespace while nothing access-related
+    changed (and within the TTL) is reused; anything else is decided afresh."""
     principal = await current_principal(request)
-    namespace = request.path_params.get("namespace") or request.query_params.get("namespace")
-    state = request.scope["state"]
+    scope = request.scope
+    namespace = _namespace(request)
+    grants: Grants | None = scope.get(_GRANTS)
+    if grants is not None:
+        granted = grants.get((action, namespace))
+        if granted is not None and granted[0] > time.monotonic():
+            return Access(principal, namespace, granted[1])
+    state = scope["state"]
     ns_access = NamespaceAccess(True)
     if namespace and principal.user_id is not None:
         ns_access = await state["access_control"].namespace_access(principal.user_id, namespace)
@@ -262,9 +364,23 @@ async def authorize(request: Request, action: Action) -> Access:
     )
     decision = decide(action, caller, namespace, ns_access.allow_exec)
     if decision is Decision.allow:
+        if grants is not None:
+            if len(grants) >= _PER_CREDENTIAL:
+                grants.clear()
+            grants[(action, namespace)] = (ns_access.fresh_until, ns_access.role)
         return Access(principal, namespace, ns_access.role)
+
     await _audit_denial(state, principal, action, namespace, decision)
     raise _denial(decision, namespace)
+
+
+def _namespace(request: Request) -> str | None:
+    """The namespace a request acts in: the path's `{namespace}`, else `?namespace=`."""
+    scope = request.scope
+    namespace: str | None = scope.get("path_params", {}).get("namespace")
+    if namespace is None and scope.get("query_string"):
+        namespace = request.query_params.get("namespace")
+    return namespace or None
 
 
 def require(action: Action) -> Any:
@@ -306,7 +422,13 @@ def install_permission_check(route: APIRoute) -> None:
         handler = build()
 
         async def guarded(request: Request) -> Response:
-            token = _ACCESS.set(await authorize(request, checked))
+            authenticator = request.scope["state"].get("authenticator")
+            access = (
+                authenticator.granted(request.scope, checked, _namespace(request))
+                if type(authenticator) is ServiceAuthenticator
+                else None
+            )
+            token = _ACCESS.set(access or await authorize(request, checked))
 
             try:
                 return await handler(request)

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from kepler_db import TokenScope
 
 IDENTITY_HEADER = "x-kepler-identity"
-_PRINCIPAL = "kepler.principal"
+PRINCIPAL_KEY = "kepler.principal"  # the request's principal, once authenticated (in the ASGI scope)
 
 
 class Principal(NamedTuple):
@@ -55,11 +55,11 @@ class Authenticator(Protocol):
 
 async def current_principal(request: Request) -> Principal:
     """Authenticates once per request, however many dependencies ask."""
-    known: Principal | None = request.scope.get(_PRINCIPAL)
+    known: Principal | None = request.scope.get(PRINCIPAL_KEY)
     if known is None:
         authenticator: Authenticator | None = request.scope.get("state", {}).get("authenticator")
         known = await authenticator.authenticate(request) if authenticator else anonymous(request)
-        request.scope[_PRINCIPAL] = known
+        request.scope[PRINCIPAL_KEY] = known
     return known
 
 

@@ -18,7 +18,7 @@ from starlette.types import Scope
 from kepler_db import ApiToken, TokenScope
 from kepler_gateway.identity import repository
 from kepler_gateway.identity.settings import AuthSettings
-from kepler_kit.access import AccessControl, PrincipalCache, principal_for
+from kepler_kit.access import AccessControl, PrincipalCache, SingleFlight, principal_for
 from kepler_kit.crypto import token_digest
 from kepler_kit.errors import Unauthorized
 from kepler_kit.identity import IDENTITY_HEADER, Principal
@@ -56,6 +56,7 @@ class GatewayAuth:
         self._minted: dict[tuple[str, str], tuple[str, float]] = {}
         self._touched: dict[uuid.UUID, float] = {}
         self._forwarded = PrincipalCache(access)
+        self._forwarding = SingleFlight()
 
     async def authenticate(self, request: Request) -> Principal:
         """The kit's Authenticator protocol, for the gateway's own endpoints."""
@@ -152,17 +153,26 @@ class GatewayAuth:
         authorization = _header(scope, b"authorization")
         if not authorization:
             return _ANONYMOUS
-        known: list[tuple[str, str]] | None = self._forwarded.get((authorization, service))
+        key = (authorization, service)
+        known: list[tuple[str, str]] | None = self._forwarded.get(key)
         if known is not None:
             return known
         client = scope.get("client")
-        resolved = await self._resolve(authorization, client[0] if client else None)
+        ip = client[0] if client else None
+        return await self._forwarding.run(key, lambda: self._forward_headers(authorization, service, ip))
+
+    async def _forward_headers(
+        self, authorization: str, service: str, ip: str | None
+    ) -> list[tuple[str, str]]:
+        """Worked out once for all the requests in flight with this credential (see `SingleFlight`)."""
+        epoch = self.access.epoch
+        resolved = await self._resolve(authorization, ip)
         if resolved is None:
             return _ANONYMOUS
         identity = self.identity_token(resolved[0], service)
         headers = [(IDENTITY_HEADER, identity), ("authorization", "")]
         reuse_until = min(resolved[1], time.time() + self._settings.identity_token_seconds * 2 / 3)
-        self._forwarded.put((authorization, service), headers, reuse_until)
+        self._forwarded.put((authorization, service), headers, reuse_until, epoch)
         return headers
 
 
