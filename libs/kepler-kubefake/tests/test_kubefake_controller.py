@@ -39,6 +39,27 @@ def pod_status(fake: KubeFake, namespace: str = "team-a") -> Manifest:
     return dict(pods[0].get("status") or {}) if pods else {}
 
 
+async def progress_reasons(api: ApiClient, namespace: str, since: str) -> list[tuple[int, str]]:
+    """(observedGeneration, Progressing reason) of each Deployment status seen, until one is rolled out."""
+    seen: list[tuple[int, str]] = []
+    async with watch.Watch() as w:
+        stream = w.stream(
+            client.AppsV1Api(api).list_namespaced_deployment,
+            namespace,
+            resource_version=since,
+            timeout_seconds=3,
+        )
+        async for event in stream:
+            status: Manifest = event["raw_object"].get("status") or {}
+            progressing: Manifest = next(
+                (c for c in status.get("conditions") or [] if c["type"] == "Progressing"), {}
+            )
+            seen.append((status.get("observedGeneration", 0), progressing.get("reason", "")))
+            if seen[-1][1] == "NewReplicaSetAvailable":
+                break
+    return seen
+
+
 class TestRollout:
     async def test_a_deployment_rolls_out_to_ready_pods(
         self, fake: KubeFake, api: ApiClient, namespace: str, make_deployment: MakeDeployment, apply: Apply
@@ -169,6 +190,31 @@ class TestFailingRollouts:
         assert state.restart_count >= 1
         assert events
         assert events[0].type == "Warning"
+
+    async def test_undoing_a_timed_out_rollout_first_reports_the_stale_deadline(
+        self, fake: KubeFake, api: ApiClient, namespace: str, make_deployment: MakeDeployment, apply: Apply
+    ) -> None:
+        """As on a real cluster (where `kubectl rollout status` trips on it too): going back to a template
+        that is still available makes no progress until the failed pods are gone, so the first status
+        observing the undo still says ProgressDeadlineExceeded. Followers must not take it for a verdict."""
+        good = make_deployment(image="nginx:1.27", replicas=1, progressDeadlineSeconds=60)
+        await apply(good)
+        await fake.wait_for(rolled_out(fake))
+        await apply(
+            make_deployment(image="registry.local/app:crashloop", replicas=1, progressDeadlineSeconds=60)
+        )
+        await fake.wait_for(
+            lambda: condition(fake, "Progressing").get("reason") == "ProgressDeadlineExceeded", within=3
+        )
+
+        undone = await apply(good)
+        seen = await progress_reasons(api, namespace, undone.metadata.resource_version)
+
+        generation = undone.metadata.generation
+        observed = [reason for gen, reason in seen if gen == generation]
+        assert observed[0] == "ProgressDeadlineExceeded"
+        assert observed[-1] == "NewReplicaSetAvailable"
+        assert len(fake.objects("Pod", namespace)) == 1
 
     async def test_an_unpullable_image_leaves_pods_pending(
         self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply

@@ -1,6 +1,7 @@
 """Watches through `kubernetes_asyncio.watch.Watch`: resume, bookmarks, 410 Gone and dropped connections."""
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
@@ -187,3 +188,17 @@ class TestDisconnect:
         events = await collect(api, namespace, 99, timeout_seconds=5)
 
         assert events == [("ADDED", "a")]
+
+    async def test_a_client_leaving_mid_watch_ends_it_quietly(
+        self, fake: KubeFake, api: ApiClient, namespace: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await collect(api, namespace, 1, resource_version="1", allow_watch_bookmarks=True, timeout_seconds=5)
+        [watch_request] = [r for r in fake.requests if r.query.get("watch")]
+
+        # The server notices at its next bookmark write; nothing signals a finished request, so poll.
+        async with asyncio.timeout(3):
+            while not watch_request.status:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+        assert watch_request.status == 200
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -7,7 +7,9 @@ real server.
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,6 +20,9 @@ from kepler_kubefake.kinds import Obj
 from kepler_kubefake.resources import Api, Target
 from kepler_kubefake.selectors import Matcher
 from kepler_kubefake.store import Change, Subscription
+
+log = logging.getLogger("kepler_kubefake.watch")
+Writer = Callable[[web.StreamResponse], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +114,8 @@ async def serve_watch(
             if exc.code == 410 and _gone_as_event(gone, settings):
                 return await _error_stream(request, exc)
             raise
-        resp = await _open(request)
-        await _run(request, resp, stream, sub, initial, drop if isinstance(drop, DropWatch) else None)
-        return resp
+        fault = drop if isinstance(drop, DropWatch) else None
+        return await _streamed(request, lambda resp: _run(request, resp, stream, sub, initial, fault))
     finally:
         api.store.unsubscribe(sub)
 
@@ -123,21 +127,29 @@ def _gone_as_event(fault: object, settings: WatchSettings) -> bool:
     return settings.gone_as_event
 
 
-async def _open(request: web.Request) -> web.StreamResponse:
+async def _streamed(request: web.Request, write: Writer) -> web.StreamResponse:
+    """A chunked 200 stream filled by `write`. A client hanging up mid-stream (a `break` out of a watch, a
+    restart) is how watches normally end on a real server, so it ends the stream quietly."""
     resp = web.StreamResponse(
         headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
     )
     resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    try:
+        await resp.prepare(request)
+        await write(resp)
+    except ConnectionResetError:
+        log.debug("watch client went away: %s %s", request.method, request.path_qs)
     return resp
 
 
 async def _error_stream(request: web.Request, exc: errors.ApiError) -> web.StreamResponse:
     """A 200 stream whose only event is an ERROR carrying the 410 Status (what etcd-backed watches send)."""
-    resp = await _open(request)
-    await resp.write(_event("ERROR", exc.status()))
-    await resp.write_eof()
-    return resp
+
+    async def write(resp: web.StreamResponse) -> None:
+        await resp.write(_event("ERROR", exc.status()))
+        await resp.write_eof()
+
+    return await _streamed(request, write)
 
 
 async def _run(
