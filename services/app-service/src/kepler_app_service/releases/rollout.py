@@ -34,8 +34,28 @@ def _condition(status: Obj, kind: str) -> Obj | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
 
 
-def rollout_status(deployment: Obj) -> Rollout:
-    """kubectl's order: spec not yet observed; deadline exceeded; updating; old terminating; availability."""
+def timed_out(deployment: Obj) -> Obj | None:
+    """The Progressing condition when it says the progress deadline was exceeded. It outlives the rollout
+    that timed out: after a rollback to a ReplicaSet whose pods are still ready, the controller keeps
+    reporting it for the new generation until it records progress (as `kubectl rollout status` sees
+    after `kubectl rollout undo`)."""
+    progressing = _condition(deployment.get("status") or {}, "Progressing")
+    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return progressing
+    return None
+
+
+def _same_condition(condition: Obj, other: Obj | None) -> bool:
+    keys = ("reason", "lastUpdateTime", "lastTransitionTime")
+    return other is not None and all(condition.get(key) == other.get(key) for key in keys)
+
+
+def rollout_status(deployment: Obj, stale_timeout: Obj | None = None) -> Rollout:
+    """kubectl's order: spec not yet observed; deadline exceeded; updating; old terminating; availability.
+
+    `stale_timeout`: the deadline-exceeded condition the Deployment already carried when this rollout was
+    applied (see `timed_out`); while the controller still reports that very condition it is old news,
+    not this rollout's failure (the runner's own deadline still bounds the wait)."""
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     desired = int(spec.get("replicas", 1))
     updated, ready = int(status.get("updatedReplicas", 0)), int(status.get("readyReplicas", 0))
@@ -48,7 +68,11 @@ def rollout_status(deployment: Obj) -> Rollout:
     if generation > int(status.get("observedGeneration", 0)):
         return result(False, False, "Waiting for the deployment spec update to be observed")
     progressing = _condition(status, "Progressing")
-    if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+    if (
+        progressing
+        and progressing.get("reason") == "ProgressDeadlineExceeded"
+        and not _same_condition(progressing, stale_timeout)
+    ):
         return result(
             False,
             True,

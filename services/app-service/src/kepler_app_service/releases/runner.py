@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_app_service.kube.base import ClusterUnavailable, Kube, WatchExpired
 from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import events, manifests, repository, service
-from kepler_app_service.releases.rollout import PodState, Rollout, crash_looping, rollout_status
+from kepler_app_service.releases.rollout import PodState, Rollout, crash_looping, rollout_status, timed_out
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import models
 from kepler_kit.audit import record_audit
@@ -49,6 +49,7 @@ class Progress:
     last_counts: dict[str, int] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
     beat: float = 0.0
+    stale_timeout: manifests.Obj | None = None  # see `rollout.timed_out`
 
 
 class Runner:
@@ -144,8 +145,8 @@ class Runner:
                 return None
             deployment.status, deployment.resource_version = models.DeploymentStatus.progressing, version
             events.record(session, deployment, "status", events.status_event(deployment))
-        progress = Progress()
-        rollout = rollout_status(applied)
+        progress = Progress(stale_timeout=timed_out(applied))
+        rollout = rollout_status(applied, progress.stale_timeout)
         first = True
         while time.monotonic() < target.deadline:
             if rollout.done or rollout.failed:
@@ -173,7 +174,7 @@ class Runner:
                         False, True, "Deleted", "the Deployment was deleted", *_counts(rollout)
                     ), version
                 if kind in ("ADDED", "MODIFIED"):
-                    rollout = rollout_status(obj)
+                    rollout = rollout_status(obj, progress.stale_timeout)
                     await self._still_ours(target, progress, rollout, version)
                     if rollout.done or rollout.failed:
                         break
@@ -183,7 +184,7 @@ class Runner:
                 return Rollout(
                     False, True, "Deleted", "the Deployment was deleted", *_counts(rollout)
                 ), version
-            return rollout_status(current), current["metadata"]["resourceVersion"]
+            return rollout_status(current, progress.stale_timeout), current["metadata"]["resourceVersion"]
         except ClusterUnavailable as exc:
             self.registry.failed(exc)
             await asyncio.sleep(2)
