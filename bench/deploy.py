@@ -291,7 +291,7 @@ def main() -> None:
         api = start([*argv, "--no-access-log", "--log-level", "warning"], env, Path(logs) / "api.log")
         stack.callback(api.terminate)
         worker = start(
-            [sys.executable, "-m", "arq", "kepler_app_service.tasks.WorkerSettings"],
+            [sys.executable, "-m", "kepler_kit.worker", "kepler_app_service.tasks.WorkerSettings"],
             env,
             Path(logs) / "w.log",
         )

@@ -41,7 +41,7 @@ async def engine(scratch: TestDatabase) -> AsyncIterator[AsyncEngine]:
 
 
 def worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "arq", "kepler_app_service.tasks.WorkerSettings"]
+    argv = [sys.executable, "-m", "kepler_kit.worker", "kepler_app_service.tasks.WorkerSettings"]
     with log.open("ab") as sink:
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
 

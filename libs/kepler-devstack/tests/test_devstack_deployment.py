@@ -11,6 +11,8 @@ import yaml
 
 from kepler_devstack.components import COMPONENTS, Component
 
+WORKER = ["python", "-m", "kepler_kit.worker"]  # arq's worker, woken on enqueue (kepler_kit.worker)
+
 ROOT = Path(__file__).resolve().parents[3]
 KUBERNETES_VERSION = "1.33"
 KEPLER_IMAGE = "kepler:local"
@@ -33,7 +35,7 @@ class TestCompose:
         for c in COMPONENTS:
             assert f"{c.package}.app:create_app" in services[c.name]["command"]
             if c.worker:
-                assert services[c.worker_name]["command"] == ["arq", f"{c.package}.tasks.WorkerSettings"]
+                assert services[c.worker_name]["command"] == [*WORKER, f"{c.package}.tasks.WorkerSettings"]
         expected = {c.name for c in COMPONENTS} | {c.worker_name for c in COMPONENTS if c.worker}
         assert set(services) == expected | {"postgres", "redis", "migrate"}
 
@@ -117,7 +119,7 @@ class TestKubernetesManifests:
     @pytest.mark.parametrize("c", [c for c in COMPONENTS if c.worker], ids=lambda c: c.name)
     def test_each_worker_runs_arq_with_its_health_check(self, c: Component) -> None:
         worker, settings = container(find("Deployment", c.worker_name)), f"{c.package}.tasks.WorkerSettings"
-        assert worker["command"] == ["arq", settings]
+        assert worker["command"] == [*WORKER, settings]
         assert worker["livenessProbe"]["exec"]["command"] == ["arq", "--check", settings]
 
     def test_the_migration_job_upgrades_to_head(self) -> None:

@@ -1,14 +1,18 @@
-"""Jobs survive losing Redis: the sweeper re-creates work for rows left pending."""
+"""Jobs survive losing Redis (the sweeper re-creates work for rows left pending) and wake idle workers."""
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 from arq.connections import ArqRedis
+from arq.worker import func
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_db import models
-from kepler_kit.jobs import JobRequest, WorkerContext, enqueue, sweep
+from kepler_kit.jobs import JobRequest, WorkerContext, enqueue, redis_settings, sweep, wake_channel
 from kepler_kit.testing.services import run_burst_worker
+from kepler_kit.worker import KeplerWorker
 
 from .kit_app import SWEEPS, activate
 
@@ -72,3 +76,34 @@ class TestSweeper:
     ) -> None:
         await add_pending(session, "fresh", timedelta(0))
         assert await sweep(context(arq, queue_name, sessionmaker)) == 0
+
+
+class TestWakeUp:
+    async def test_an_enqueued_job_wakes_an_idle_worker(
+        self, arq: ArqRedis, redis_url: str, queue_name: str
+    ) -> None:
+        """The worker polls only every 10 minutes here: the job can only start this soon if woken."""
+        ran = asyncio.Event()
+
+        async def touch(ctx: WorkerContext, value: str) -> None:
+            ran.set()
+
+        worker = KeplerWorker(
+            functions=[func(touch, name="touch")],  # type: ignore[arg-type]
+            redis_settings=redis_settings(redis_url),
+            queue_name=queue_name,
+            poll_delay=600,
+            handle_signals=False,
+            keep_result=0,
+        )
+        running = asyncio.create_task(worker.main())
+        try:
+            while (await arq.pubsub_numsub(wake_channel(queue_name)))[0][1] == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # it subscribes after its first (empty) look at the queue
+            assert await enqueue(arq, JobRequest("touch", (queue_name,), queue_name), None)
+            await asyncio.wait_for(ran.wait(), timeout=30)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await worker.pool.aclose()  # not worker.close(): it calls redis' deprecated close()

@@ -57,7 +57,9 @@ def _service(c: Component, gateway_port: int) -> ProcessSpec:
 
 
 def _worker(c: Component) -> ProcessSpec:
-    return ProcessSpec(c.worker_name, (sys.executable, "-m", "arq", f"{c.package}.tasks.WorkerSettings"))
+    return ProcessSpec(
+        c.worker_name, (sys.executable, "-m", "kepler_kit.worker", f"{c.package}.tasks.WorkerSettings")
+    )
 
 
 def kepler_services(gateway_port: int) -> list[ProcessSpec]:

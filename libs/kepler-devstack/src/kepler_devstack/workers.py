@@ -8,24 +8,18 @@ docker-compose run one worker process per service.
 
 import asyncio
 import contextlib
-import importlib
 import logging.config
 import signal
 import sys
 import warnings
-from typing import Any
 
 from arq.logs import default_log_config
-from arq.worker import Worker, create_worker
 
-
-def _settings(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+from kepler_kit.worker import KeplerWorker, create_worker
 
 
 async def run(paths: list[str]) -> None:
-    workers: list[Worker] = [create_worker(_settings(path), handle_signals=False) for path in paths]
+    workers: list[KeplerWorker] = [create_worker(path, handle_signals=False) for path in paths]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

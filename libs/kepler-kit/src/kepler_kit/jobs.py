@@ -5,6 +5,7 @@ pending (for example after Redis lost its data), and deterministic job ids make 
 while the original job still exists.
 """
 
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -15,6 +16,7 @@ from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.exceptions import RedisError
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -90,7 +92,15 @@ async def enqueue(arq: ArqRedis, request: JobRequest, override_queue: str | None
     job = await arq.enqueue_job(
         request.function, *request.args, _job_id=request.job_id, _queue_name=queue, **kwargs
     )
+    if job is not None:
+        with contextlib.suppress(RedisError, OSError):  # unwoken, the worker's next poll finds it
+            await arq.publish(wake_channel(queue), b"")
     return job is not None
+
+
+def wake_channel(queue: str) -> str:
+    """Where `KeplerWorker`s of `queue` listen for news of a job to run now."""
+    return f"{queue}:wake"
 
 
 def redis_settings(url: str) -> RedisSettings:

@@ -1,17 +1,31 @@
-"""arq WorkerSettings for a service: engine per worker, the sweeper on a cron, sane retention."""
+"""arq workers for the services: their settings (engine per worker, the sweeper on a cron, sane
+retention) and the worker that runs them, woken as soon as a job is enqueued.
 
+    python -m kepler_kit.worker kepler_app_service.tasks.WorkerSettings [--burst]
+"""
+
+import asyncio
+import contextlib
+import importlib
+import logging.config
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from arq.cron import cron
+from arq.logs import default_log_config
 from arq.typing import WorkerCoroutine
+from arq.worker import Worker, get_kwargs
+from redis.exceptions import RedisError
 
 from kepler_kit.db import create_engine, create_sessionmaker
-from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, service_queue, sweep
+from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, service_queue, sweep, wake_channel
 from kepler_kit.logging import configure_logging
 from kepler_kit.settings import KeplerSettings
 
 SWEEP_SECONDS = {0, 15, 30, 45}
+IDLE_POLL_S = 0.5  # how often an idle worker looks at its queue unwoken (deferred jobs and retries)
+BUSY_POLL_S = 0.05  # with every job slot taken: a slot that frees picks up queued work this soon
 
 
 def worker_settings(
@@ -24,8 +38,9 @@ def worker_settings(
     release: Callable[[WorkerContext], Awaitable[None]] | None = None,
     max_jobs: int = 10,
 ) -> type:
-    """`max_jobs`: jobs that mostly wait on the network (following a rollout) deserve many slots."""
-    """Build the class arq's CLI expects (`arq kepler_x.tasks.WorkerSettings`)."""
+    """The settings class `KeplerWorker` runs (`python -m kepler_kit.worker kepler_x.tasks.WorkerSettings`).
+
+    `max_jobs`: jobs that mostly wait on the network (following a rollout) deserve many slots."""
     queue = settings.queue_name or queue_name or service_queue(service)
 
     async def on_startup(ctx: WorkerContext) -> None:
@@ -56,10 +71,73 @@ def worker_settings(
         "on_shutdown": on_shutdown,
         "keep_result": 30,
         "max_jobs": max_jobs,
-        "poll_delay": 0.05,  # arq polls its queue: 0.5 s by default would be most of a deploy's latency
+        "poll_delay": IDLE_POLL_S,
         "health_check_interval": 30,
         "max_tries": 5,
         "job_timeout": 900,
         "handle_signals": True,
     }
     return type("WorkerSettings", (), attrs)
+
+
+class KeplerWorker(Worker):
+    """arq's worker, woken by a publication on its queue's wake channel (`jobs.enqueue` sends one), so a
+    job starts within a Redis round trip instead of up to a poll interval later. It still polls every
+    `poll_delay` when idle: a wake-up lost with a Redis hiccup delays a job, it never loses one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._idle_poll_s, self.poll_delay_s = self.poll_delay_s, 0.0  # arq's own loop no longer sleeps
+        self._woken = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def _poll_iteration(self) -> None:
+        await super()._poll_iteration()
+        if self.burst or self._idle_poll_s <= 0:
+            return
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen())
+        wait = BUSY_POLL_S if self.job_counter >= self.max_jobs else self._idle_poll_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), min(wait, self._idle_poll_s))
+        self._woken.clear()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.pool.pubsub() as pubsub:
+                    await pubsub.subscribe(wake_channel(self.queue_name))
+                    self._woken.set()  # a wake-up may have gone by while (re)subscribing
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._woken.set()
+            except (RedisError, OSError):
+                await asyncio.sleep(1)
+
+    async def main(self) -> None:
+        try:
+            await super().main()
+        finally:
+            if self._listener is not None:
+                self._listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._listener
+
+
+def create_worker(settings_path: str, **overrides: Any) -> KeplerWorker:
+    """The worker for `package.module.WorkerSettings`."""
+    module, _, name = settings_path.rpartition(".")
+    settings = getattr(importlib.import_module(module), name)
+    return KeplerWorker(**{**get_kwargs(settings), **overrides})
+
+
+def main(argv: Sequence[str]) -> None:
+    paths = [arg for arg in argv if not arg.startswith("--")]
+    if len(paths) != 1:
+        raise SystemExit("usage: python -m kepler_kit.worker PKG.tasks.WorkerSettings [--burst]")
+    logging.config.dictConfig(default_log_config(verbose=False))  # what `arq` itself sets up
+    create_worker(paths[0], burst="--burst" in argv).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""app-service jobs. `arq kepler_app_service.tasks.WorkerSettings` runs them."""
+"""app-service jobs. `python -m kepler_kit.worker kepler_app_service.tasks.WorkerSettings` runs them."""
 
 import asyncio
 import contextlib

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from arq.worker import Worker
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kepler_kit.jobs import Sweep, WorkerContext, create_arq_pool
 from kepler_kit.service_app import security_state
+from kepler_kit.worker import KeplerWorker
 
 
 class WithState:
@@ -70,7 +70,7 @@ async def run_burst_worker(
     }
 
     pool = await create_arq_pool(redis_url, queue_name)
-    worker = Worker(
+    worker = KeplerWorker(
         functions=list(functions),
         redis_pool=pool,
         queue_name=queue_name,
