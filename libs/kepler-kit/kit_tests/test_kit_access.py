@@ -100,13 +100,19 @@ class TestSingleFlight:
         assert len(loads) == 2
 
 
+@pytest.fixture
+def sessions(sessionmaker: async_sessionmaker[AsyncSession]) -> CountingSessions:
+    """Closed: loads wait for the test to open the gate."""
+    sessions = CountingSessions(sessionmaker)
+    sessions.gate.clear()
+    return sessions
+
+
 class TestAccessControl:
     async def test_an_expired_entry_is_loaded_once_for_all_waiters(
-        self, sessionmaker: async_sessionmaker[AsyncSession], member: Any
+        self, sessions: CountingSessions, member: Any
     ) -> None:
-        sessions = CountingSessions(sessionmaker)
         access = AccessControl(sessions, ttl=60)  # type: ignore[arg-type]
-        sessions.gate.clear()
         checks = [asyncio.create_task(access.namespace_access(member.id, "team-a")) for _ in range(64)]
         await asyncio.sleep(0.01)
         sessions.gate.set()
@@ -115,11 +121,9 @@ class TestAccessControl:
         assert sessions.opened == 1  # and the test's single connection never saw two queries at once
 
     async def test_an_answer_that_may_predate_a_change_is_not_kept(
-        self, sessionmaker: async_sessionmaker[AsyncSession], member: Any
+        self, sessions: CountingSessions, member: Any
     ) -> None:
-        sessions = CountingSessions(sessionmaker)
         access = AccessControl(sessions, ttl=60)  # type: ignore[arg-type]
-        sessions.gate.clear()
         before = asyncio.create_task(access.user(member.id))
         await asyncio.sleep(0.01)
         access.invalidate(f"user:{member.id}")  # published while the load was in flight
