@@ -277,14 +277,7 @@ class LoadGenerator:
     def run(
         self, port: int, connections: int, seconds: float, path: str = PATH, authorization: str = ""
     ) -> dict[str, float]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write(json.dumps([port, connections, seconds, path, authorization]) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the load generator died")
-        result: dict[str, float] = json.loads(line)
+        result: dict[str, float] = self._ask([port, connections, seconds, path, authorization])
         return result
 
     def interleaved(
@@ -301,8 +294,6 @@ class LoadGenerator:
     ) -> dict[str, list[Any]]:
         """A/B slices on the same connections (see `_Schedule`): per slice, the settled requests/s, all
         requests completed, and the CPU seconds each of `pids` spent."""
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
         message = {
             "port": port,
             "connections": connections,
@@ -313,13 +304,19 @@ class LoadGenerator:
             "settle_s": settle_s,
             "pids": pids,
         }
+        result: dict[str, list[Any]] = self._ask(message)
+        return result
+
+    def _ask(self, message: object) -> Any:
+        """One JSON line to the load generator, its one JSON line back."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(json.dumps(message) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError("the load generator died")
-        result: dict[str, list[Any]] = json.loads(line)
-        return result
+        return json.loads(line)
 
     def close(self) -> None:
         assert self.process.stdin is not None

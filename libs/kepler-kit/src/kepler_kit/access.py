@@ -29,7 +29,7 @@ from kepler_kit.identity import (
     PRINCIPAL_KEY,
     Principal,
     anonymous,
-    client_ip,
+    client_address,
     current_principal,
 )
 from kepler_kit.logging import get_logger
@@ -213,19 +213,29 @@ class PrincipalCache:
             return None
         return entry[2]
 
-    def put(self, key: Any, value: Any, expires_at: float, epoch: int | None = None) -> None:
+    def put(self, key: Any, value: Any, expires_at: float, epoch: int) -> None:
         """`expires_at`: the credential's own expiry, in epoch seconds; `epoch`: the access epoch when
         `value` was worked out (an entry from before a change is never served)."""
         if len(self._entries) >= self._size:
             self._entries.clear()
         now = time.monotonic()
         until = min(now + self.access.ttl, now + expires_at - time.time())
-        self._entries[key] = (self.access.epoch if epoch is None else epoch, until, value)
+        self._entries[key] = (epoch, until, value)
 
 
-Grants = dict[tuple[Action, str | None], tuple[float, Role | None]]
+class Grant(NamedTuple):
+    until: float  # monotonic: as long as what it was decided from is trusted
+    role: Role | None
+
+
+Grants = dict[tuple[Action, str | None], Grant]
 _GRANTS = "kepler.grants"
 _PER_CREDENTIAL = 256  # client addresses or (action, namespace) pairs remembered per credential
+
+
+def _granted(grants: Grants, action: Action, namespace: str | None) -> Grant | None:
+    granted = grants.get((action, namespace))
+    return granted if granted is not None and granted.until > time.monotonic() else None
 
 
 class _Resolved:
@@ -270,7 +280,7 @@ class ServiceAuthenticator:
         if resolved is None:
             resolved = await self._resolving.run((token, typ), lambda: self._resolve(token, audience, typ))
         scope[_GRANTS] = resolved.grants
-        return resolved.from_client(_client(scope, forwarded))
+        return resolved.from_client(client_address(scope, forwarded))
 
     def granted(self, scope: Scope, action: Action, namespace: str | None) -> Access | None:
         """The hot path, awaiting nothing: the caller's `Access` when this credential was already
@@ -280,27 +290,19 @@ class ServiceAuthenticator:
         resolved: _Resolved | None = self._known.get(token) if token else None
         if resolved is None:
             return None
-        granted = resolved.grants.get((action, namespace))
-        if granted is None or granted[0] <= time.monotonic():
+        granted = _granted(resolved.grants, action, namespace)
+        if granted is None:
             return None
-        principal = scope[PRINCIPAL_KEY] = resolved.from_client(_client(scope, forwarded))
+        principal = scope[PRINCIPAL_KEY] = resolved.from_client(client_address(scope, forwarded))
         scope[_GRANTS] = resolved.grants
-        return Access(principal, namespace, granted[1])
+        return Access(principal, namespace, granted.role)
 
     async def _resolve(self, token: str, audience: str, typ: str) -> _Resolved:
         epoch = self.access.epoch
         claims = await self.verifier.verify(token, audience, typ)
-        resolved = _Resolved(await principal_for(self.access, claims, None))
+        resolved = _Resolved(await principal_for(self.access, claims))
         self._known.put(token, resolved, claims.exp, epoch)
         return resolved
-
-
-def _client(scope: Scope, forwarded: str | None) -> str | None:
-    """The gateway's X-Forwarded-For names the client; services only hear from it or from loopback."""
-    if forwarded:
-        return forwarded.split(",")[0].strip() or None
-    client = scope.get("client")
-    return client[0] if client else None
 
 
 def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
@@ -317,7 +319,8 @@ def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | 
     return identity, bearer, forwarded
 
 
-async def principal_for(access: AccessControl, claims: Claims, request: Request | None) -> Principal:
+async def principal_for(access: AccessControl, claims: Claims) -> Principal:
+    """The live caller behind verified claims (no client address: callers add it with `Principal.at`)."""
 
     user = await access.user(claims.sub)
     if user is None or not user.active:
@@ -334,7 +337,6 @@ async def principal_for(access: AccessControl, claims: Claims, request: Request 
         scope=claims.scope,
         token_namespace=claims.token_namespace,
         is_admin=user.is_admin,
-        client_ip=client_ip(request) if request is not None else None,
     )
 
 
@@ -347,10 +349,9 @@ async def authorize(request: Request, action: Action) -> Access:
     scope = request.scope
     namespace = _namespace(request)
     grants: Grants | None = scope.get(_GRANTS)
-    if grants is not None:
-        granted = grants.get((action, namespace))
-        if granted is not None and granted[0] > time.monotonic():
-            return Access(principal, namespace, granted[1])
+    granted = _granted(grants, action, namespace) if grants is not None else None
+    if granted is not None:
+        return Access(principal, namespace, granted.role)
     state = scope["state"]
     ns_access = NamespaceAccess(True)
     if namespace and principal.user_id is not None:
@@ -367,7 +368,7 @@ async def authorize(request: Request, action: Action) -> Access:
         if grants is not None:
             if len(grants) >= _PER_CREDENTIAL:
                 grants.clear()
-            grants[(action, namespace)] = (ns_access.fresh_until, ns_access.role)
+            grants[(action, namespace)] = Grant(ns_access.fresh_until, ns_access.role)
         return Access(principal, namespace, ns_access.role)
 
     await _audit_denial(state, principal, action, namespace, decision)

@@ -9,6 +9,7 @@ import uuid
 from typing import Annotated, NamedTuple, Protocol
 
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from kepler_db import TokenScope
 
@@ -37,12 +38,16 @@ class Principal(NamedTuple):
         return self._replace(client_ip=client_ip)
 
 
-def client_ip(request: Request) -> str | None:
-    """The gateway sets X-Forwarded-For; services only ever hear from it or from loopback."""
-    forwarded = request.headers.get("x-forwarded-for")
+def client_address(scope: Scope, forwarded: str | None) -> str | None:
+    """The gateway sets X-Forwarded-For (`forwarded`); services only ever hear from it or from loopback."""
     if forwarded:
         return forwarded.split(",")[0].strip() or None
-    return request.client.host if request.client else None
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def client_ip(request: Request) -> str | None:
+    return client_address(request.scope, request.headers.get("x-forwarded-for"))
 
 
 def anonymous(request: Request) -> Principal:

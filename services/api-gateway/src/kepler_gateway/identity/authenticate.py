@@ -77,7 +77,7 @@ class GatewayAuth:
         if token.startswith(API_TOKEN_PREFIX):
             return await self._api_token_principal(token, ip)
         claims = await self.verifier.verify(token, ACCESS_AUDIENCE, "access")
-        return _with_ip(await principal_for(self.access, claims, None), ip), float(claims.exp)
+        return _with_ip(await principal_for(self.access, claims), ip), float(claims.exp)
 
     async def _api_token_principal(self, token: str, ip: str | None) -> tuple[Principal, float]:
         facts = await self._facts(token_digest(token))
@@ -92,7 +92,7 @@ class GatewayAuth:
             scope=facts.scope,
             token_namespace=facts.namespace,
         )
-        principal = await principal_for(self.access, claims, None)
+        principal = await principal_for(self.access, claims)
         await self._touch(facts.id)
         until = facts.expires_at.timestamp() if facts.expires_at else time.time() + 86400
         return _with_ip(principal, ip), until
