@@ -1,17 +1,32 @@
-"""Cursor pagination: an opaque cursor holding the last row's sort key; stable under inserts."""
+"""Keyset pagination: an opaque cursor holding the last row's sort key; stable under inserts.
+
+A list declares its key's types when it reads the cursor (`page.key(datetime, uuid.UUID)`,
+`page.key(str)`): a cursor that does not decode to exactly those values, crafted or stale, is a 400
+problem and never reaches a query.
+"""
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, overload
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, conint
+from pydantic_core import to_jsonable_python
 
 from kepler_kit.errors import BadRequest
+from kepler_kit.text import Line
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+_NOT_OURS = "The cursor is not one this API issued."
+# Key types as Postgres holds them; plain `int` and `str` keys are read as these.
+Int32 = conint(ge=-(2**31), le=2**31 - 1)  # an `integer` column
+Int64 = conint(ge=-(2**63), le=2**63 - 1)  # a `bigint` column
+_AS_STORED: dict[Any, Any] = {int: Int64, str: Line}
 
 
 class Page(BaseModel, Generic[T]):
@@ -26,20 +41,41 @@ class Page(BaseModel, Generic[T]):
 
 class PageRequest(BaseModel):
     limit: int
-    after: list[Any] | None
+    after: list[Any] | None = Field(description="The cursor's raw values: read them with `key(...)`")
+
+    @overload
+    def key(self, first: type[A], /) -> tuple[A] | None: ...
+    @overload
+    def key(self, first: type[A], second: type[B], /) -> tuple[A, B] | None: ...
+    def key(self, *types: Any) -> tuple[Any, ...] | None:
+        """The cursor's sort key as the list's own types, or None on the first page; 400 if it is not one."""
+        if self.after is None:
+            return None
+        try:
+            return _key_adapter(types).validate_python(self.after)
+        except ValidationError as exc:
+            raise BadRequest(_NOT_OURS) from exc
+
+
+@functools.cache
+def _key_adapter(types: tuple[Any, ...]) -> TypeAdapter[tuple[Any, ...]]:
+    shape: Any = tuple.__class_getitem__(tuple(_AS_STORED.get(t, t) for t in types))
+    return TypeAdapter(shape)  # a tuple: exactly this many values, each of its type
 
 
 def encode_cursor(key: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+    """`key` may hold datetimes and UUIDs: JSON strings in the cursor, read back by `PageRequest.key`."""
+    text = json.dumps(to_jsonable_python(key), separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> list[Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("The cursor is not one this API issued.") from exc
+        raise BadRequest(_NOT_OURS) from exc
     if not isinstance(key, list):
-        raise BadRequest("The cursor is not one this API issued.")
+        raise BadRequest(_NOT_OURS)
     return key
 
 

@@ -16,11 +16,14 @@ from kepler_kit.errors import (
     KeplerError,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
     ValidationFailed,
 )
+from kepler_kit.faults import is_data_error, is_transient
 from kepler_kit.logging import get_logger
 
 log = get_logger(__name__)
+RETRY_AFTER_SECONDS = 5  # about one sweep period: long enough for a restarted Postgres or Redis
 _BY_STATUS: dict[int, type[KeplerError]] = {404: NotFound, 405: MethodNotAllowed}
 
 
@@ -71,8 +74,26 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
 
 
+def problem_for_exception(exc: BaseException) -> KeplerError | None:
+    """The 4xx/503 an exception that is not a `KeplerError` deserves, or None for a genuine 500.
+
+    Postgres or Redis unreachable → 503 with `Retry-After`; a value Postgres refused → 422. Any ASGI path
+    that catches exceptions itself (the gateway's proxy) asks this before answering 500."""
+    if is_transient(exc):
+        return ServiceUnavailable(
+            "A database or cache Kepler depends on is unreachable; try again shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if is_data_error(exc):
+        return ValidationFailed(
+            "A value in the request cannot be stored (for example a NUL character or a number out of range)."
+        )
+    return None
+
+
 class UnhandledErrorMiddleware:
-    """Turns an unexpected exception into a 500 problem that leaks nothing, and logs it once."""
+    """Turns an unexpected exception into a problem that leaks nothing, and logs it once: 503 when a
+    dependency is down, 422 for a value the database refused, otherwise 500."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -90,9 +111,15 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled_error", path=scope["path"], method=scope["method"])
+        except Exception as exc:
+            error = problem_for_exception(exc)
+            if error is None:
+                log.exception("unhandled_error", path=scope["path"], method=scope["method"])
+                error = KeplerError("The server could not complete the request; it has been logged.")
+            else:
+                log.warning(
+                    "request_failed", path=scope["path"], status=error.status, error=type(exc).__name__
+                )
             if started:
                 raise
-            error = KeplerError("The server could not complete the request; it has been logged.")
-            await problem_response(error, scope["path"])(scope, receive, send)
+            await problem_response(error, scope["path"], headers=error.headers)(scope, receive, send)

@@ -35,6 +35,7 @@ from kepler_kit.errors import (
 from kepler_kit.names import AppName, NamespaceName
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
+from kepler_kit.text import Line
 
 namespaces = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 members = APIRouter(prefix="/api/v1/namespaces/{namespace}/members", tags=["members"])
@@ -212,7 +213,7 @@ async def update_app(
 async def delete_app(
     namespace: NamespaceName,
     app: AppName,
-    confirm: Annotated[str, Query(description="Must equal the app's name")],
+    confirm: Annotated[Line, Query(description="Must equal the app's name")],
     request: Request,
     session: DbSession,
     access: Access = require(Action.app_delete),

@@ -2,7 +2,6 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,10 +17,10 @@ async def namespace_name_taken(session: AsyncSession, name: str) -> bool:
     return bool(await session.scalar(select(exists().where(Namespace.name == name))))
 
 
-async def list_namespaces(session: AsyncSession, limit: int, after: list[Any] | None) -> list[Namespace]:
+async def list_namespaces(session: AsyncSession, limit: int, after: tuple[str] | None) -> list[Namespace]:
     query = select(Namespace).order_by(Namespace.name).limit(limit + 1)
-    if after:
-        query = query.where(Namespace.name > str(after[0]))
+    if after is not None:
+        query = query.where(Namespace.name > after[0])
     return list(await session.scalars(query))
 
 
@@ -34,11 +33,11 @@ async def app_by_name(session: AsyncSession, namespace_id: uuid.UUID, name: str)
 
 
 async def list_apps(
-    session: AsyncSession, namespace_id: uuid.UUID, limit: int, after: list[Any] | None
+    session: AsyncSession, namespace_id: uuid.UUID, limit: int, after: tuple[str] | None
 ) -> list[App]:
     query = select(App).where(App.namespace_id == namespace_id).order_by(App.name).limit(limit + 1)
-    if after:
-        query = query.where(App.name > str(after[0]))
+    if after is not None:
+        query = query.where(App.name > after[0])
     return list(await session.scalars(query))
 
 
@@ -50,7 +49,7 @@ def provisioning_namespaces(cutoff: datetime) -> Select[uuid.UUID]:
 
 
 async def list_visible_namespaces(
-    session: AsyncSession, user_id: uuid.UUID, limit: int, after: list[Any] | None
+    session: AsyncSession, user_id: uuid.UUID, limit: int, after: tuple[str] | None
 ) -> list[Namespace]:
     query = (
         select(Namespace)
@@ -58,8 +57,8 @@ async def list_visible_namespaces(
         .order_by(Namespace.name)
         .limit(limit + 1)
     )
-    if after:
-        query = query.where(Namespace.name > str(after[0]))
+    if after is not None:
+        query = query.where(Namespace.name > after[0])
     return list(await session.scalars(query))
 
 
@@ -82,7 +81,7 @@ async def owner_count(session: AsyncSession, namespace_id: uuid.UUID) -> int:
 
 
 async def list_members(
-    session: AsyncSession, namespace_id: uuid.UUID, limit: int, after: list[Any] | None
+    session: AsyncSession, namespace_id: uuid.UUID, limit: int, after: tuple[str] | None
 ) -> list[tuple[Membership, User]]:
     query = (
         select(Membership, User)
@@ -91,8 +90,8 @@ async def list_members(
         .order_by(func.lower(User.email))
         .limit(limit + 1)
     )
-    if after:
-        query = query.where(func.lower(User.email) > str(after[0]))
+    if after is not None:
+        query = query.where(func.lower(User.email) > after[0])
     return [(m, u) for m, u in (await session.execute(query)).all()]
 
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from kepler_db import Role
 from kepler_kit.names import AppName, NamespaceName, PortName
 from kepler_kit.pagination import Page
+from kepler_kit.text import Email, Line, Text
 
 _GIT_URL = re.compile(r"^(https?://[^\s/]+/\S+|ssh://[^\s/]+/\S+|[\w.-]+@[\w.-]+:[\w./~-]+)$")
 _REF_FORBIDDEN = re.compile(r"(^[-/.]|\.\.|[\s~^:?*\[\\]|@\{|//|/$|\.lock$|\.$)")
@@ -33,12 +34,14 @@ def _relative_path(value: str) -> str:
     return value
 
 
-GitUrl = Annotated[str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_git_url)]
-Branch = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_branch)]
-RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_relative_path)]
-Language = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9+#._-]*$")]
-DisplayName = Annotated[str, StringConstraints(max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=2000)]
+GitUrl = Annotated[Line, StringConstraints(min_length=1, max_length=2048), AfterValidator(_git_url)]
+Branch = Annotated[Line, StringConstraints(min_length=1, max_length=255), AfterValidator(_branch)]
+RepoPath = Annotated[Line, StringConstraints(min_length=1, max_length=1024), AfterValidator(_relative_path)]
+Language = Annotated[
+    Line, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9+#._-]*$")
+]
+DisplayName = Annotated[Line, StringConstraints(max_length=200)]
+Description = Annotated[Text, StringConstraints(max_length=2000)]
 
 
 class Strict(BaseModel):
@@ -153,7 +156,7 @@ class AppPage(Page[App]):
 
 
 class MemberCreate(Strict):
-    email: Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+    email: Email
     role: Role
 
 

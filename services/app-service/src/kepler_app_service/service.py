@@ -121,9 +121,9 @@ async def delete_namespace(session: AsyncSession, who: Principal, name: str) -> 
 async def list_namespaces(session: AsyncSession, who: Principal, page: PageRequest) -> NamespacePage:
     """Admins see every namespace; everyone else only those they are a member of."""
     if who.is_admin:
-        rows = await repository.list_namespaces(session, page.limit, page.after)
+        rows = await repository.list_namespaces(session, page.limit, page.key(str))
     elif who.user_id is not None and who.token_namespace is None:
-        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.after)
+        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.key(str))
     else:
         rows = [ns for ns in [await repository.namespace_by_name(session, who.token_namespace or "")] if ns]
     return page_of(NamespacePage, rows, page.limit, lambda ns: [ns.name], Namespace.model_validate)
@@ -191,7 +191,7 @@ async def delete_app(
 
 
 async def list_apps(session: AsyncSession, namespace: models.Namespace, page: PageRequest) -> AppPage:
-    rows = await repository.list_apps(session, namespace.id, page.limit, page.after)
+    rows = await repository.list_apps(session, namespace.id, page.limit, page.key(str))
     return page_of(
         AppPage, rows, page.limit, lambda app: [app.name], lambda app: app_out(app, namespace.name)
     )
@@ -208,7 +208,7 @@ def _member(membership: models.Membership, user: models.User) -> Member:
 
 
 async def list_members(session: AsyncSession, namespace: models.Namespace, page: PageRequest) -> MemberPage:
-    rows = await repository.list_members(session, namespace.id, page.limit, page.after)
+    rows = await repository.list_members(session, namespace.id, page.limit, page.key(str))
     return page_of(
         MemberPage, rows, page.limit, lambda row: [row[1].email.lower()], lambda row: _member(*row)
     )

@@ -41,6 +41,7 @@ from kepler_kit.identity import client_ip
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
 from kepler_kit.problems import problem_response
+from kepler_kit.text import Line
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 account = APIRouter(prefix="/api/v1/me", tags=["auth"])
@@ -192,9 +193,9 @@ async def update_user(
 async def list_audit_events(
     session: DbSession,
     page: PageParams,
-    namespace: Annotated[str | None, Query(max_length=63)] = None,
+    namespace: Annotated[Line | None, Query(max_length=63)] = None,
     actor_id: uuid.UUID | None = None,
-    action: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[Line | None, Query(max_length=100)] = None,
     outcome: AuditOutcome | None = None,
     since: datetime | None = None,
     until: datetime | None = None,

@@ -57,7 +57,7 @@ async def api_token_by_digest(session: AsyncSession, digest: str) -> tuple[ApiTo
 
 
 async def api_tokens_of(
-    session: AsyncSession, user_id: uuid.UUID, limit: int, after: list[Any] | None
+    session: AsyncSession, user_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
 ) -> list[tuple[ApiToken, str | None]]:
     query = (
         select(ApiToken, Namespace.name)
@@ -66,9 +66,8 @@ async def api_tokens_of(
         .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
         .limit(limit + 1)
     )
-    if after:
-        cursor = (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
-        query = query.where(tuple_(ApiToken.created_at, ApiToken.id) < cursor)
+    if after is not None:
+        query = query.where(tuple_(ApiToken.created_at, ApiToken.id) < after)
     return [(token, ns) for token, ns in (await session.execute(query)).all()]
 
 
@@ -76,10 +75,10 @@ async def namespace_id(session: AsyncSession, name: str) -> uuid.UUID | None:
     return await session.scalar(select(Namespace.id).where(Namespace.name == name))
 
 
-async def list_users(session: AsyncSession, limit: int, after: list[Any] | None) -> list[User]:
+async def list_users(session: AsyncSession, limit: int, after: tuple[str] | None) -> list[User]:
     query = select(User).order_by(func.lower(User.email)).limit(limit + 1)
-    if after:
-        query = query.where(func.lower(User.email) > str(after[0]))
+    if after is not None:
+        query = query.where(func.lower(User.email) > after[0])
     return list(await session.scalars(query))
 
 

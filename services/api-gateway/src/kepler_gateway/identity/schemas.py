@@ -4,13 +4,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from kepler_db import Role, TokenScope
 from kepler_kit.names import NamespaceName
 from kepler_kit.pagination import Page
+from kepler_kit.text import Line, Secret, SingleLine
 
-Email = Annotated[str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# Stricter than the kit's `Email` (a dot in the domain) for the addresses Kepler itself accepts.
+Email = Annotated[
+    str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), SingleLine
+]
 
 
 class Strict(BaseModel):
@@ -19,11 +23,11 @@ class Strict(BaseModel):
 
 class LoginRequest(Strict):
     email: Email
-    password: SecretStr = Field(max_length=1024)
+    password: Secret = Field(max_length=1024)
 
 
 class RefreshRequest(Strict):
-    refresh_token: SecretStr = Field(max_length=256)
+    refresh_token: Secret = Field(max_length=256)
 
 
 class TokenPair(BaseModel):
@@ -47,8 +51,8 @@ class Me(BaseModel):
 
 
 class PasswordChange(Strict):
-    current_password: SecretStr = Field(max_length=1024)
-    new_password: SecretStr = Field(max_length=1024)
+    current_password: Secret = Field(max_length=1024)
+    new_password: Secret = Field(max_length=1024)
 
 
 class ApiTokenCreate(Strict):
@@ -80,13 +84,13 @@ class ApiTokenPage(Page[ApiToken]):
 
 class UserCreate(Strict):
     email: Email
-    display_name: Annotated[str, StringConstraints(max_length=200)] = ""
-    password: SecretStr = Field(max_length=1024)
+    display_name: Annotated[Line, StringConstraints(max_length=200)] = ""
+    password: Secret = Field(max_length=1024)
     is_admin: bool = False
 
 
 class UserUpdate(Strict):
-    display_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    display_name: Annotated[Line, StringConstraints(max_length=200)] | None = None
     is_admin: bool | None = None
     disabled: bool | None = None
 

@@ -271,12 +271,13 @@ async def create_api_token(session: AsyncSession, who: Principal, data: ApiToken
 
 
 async def list_api_tokens(session: AsyncSession, who: Principal, page: PageRequest) -> ApiTokenPage:
-    rows = await repository.api_tokens_of(session, who.user_id, page.limit, page.after)  # type: ignore[arg-type]
+    after = page.key(datetime, uuid.UUID)
+    rows = await repository.api_tokens_of(session, who.user_id, page.limit, after)  # type: ignore[arg-type]
     return page_of(
         ApiTokenPage,
         rows,
         page.limit,
-        lambda r: [r[0].created_at.isoformat(), str(r[0].id)],
+        lambda r: [r[0].created_at, r[0].id],
         lambda r: _token_out(*r),
     )
 
@@ -335,7 +336,7 @@ async def _set_disabled(session: AsyncSession, user: models.User, disabled: bool
 
 
 async def list_users(session: AsyncSession, page: PageRequest) -> UserPage:
-    rows = await repository.list_users(session, page.limit, page.after)
+    rows = await repository.list_users(session, page.limit, page.key(str))
     return page_of(UserPage, rows, page.limit, lambda u: [u.email.lower()], User.model_validate)
 
 
@@ -350,6 +351,6 @@ def _event_out(event: models.AuditEvent) -> AuditEvent:
 
 
 async def audit_events(session: AsyncSession, filters: dict[str, Any], page: PageRequest) -> AuditEventPage:
-    before = int(page.after[0]) if page.after else None
-    rows = await repository.audit_events(session, filters, page.limit, before)
+    before = page.key(int)
+    rows = await repository.audit_events(session, filters, page.limit, before[0] if before else None)
     return page_of(AuditEventPage, rows, page.limit, lambda e: [e.id], _event_out)

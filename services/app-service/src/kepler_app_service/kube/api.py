@@ -4,7 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
 
 from kepler_app_service.kube.base import ClusterUnavailable
@@ -17,12 +17,14 @@ from kepler_kit.db import DbSession
 from kepler_kit.errors import Conflict, Forbidden, NotFound, Unauthorized, error_responses
 from kepler_kit.names import NamespaceName
 from kepler_kit.permissions import Action
+from kepler_kit.text import Multiline, Secret, SingleLine
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 DENIED = (Unauthorized, Forbidden)
 Pem = Annotated[
     str,
     StringConstraints(max_length=16384, pattern=r"^-----BEGIN [A-Z ]+-----[\s\S]+-----END [A-Z ]+-----\s*$"),
+    Multiline,
 ]
 
 
@@ -31,14 +33,15 @@ class ClusterCreate(BaseModel):
 
     name: NamespaceName
     api_url: (
-        Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$")] | None
+        Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$"), SingleLine]
+        | None
     ) = None
     in_cluster: bool = Field(False, description="Use the service account Kepler itself runs under")
     ca_data: Pem | None = None
     insecure_skip_tls_verify: bool = False
-    token: SecretStr | None = Field(None, max_length=8192)
+    token: Secret | None = Field(None, max_length=8192)
     client_cert: Pem | None = None
-    client_key: SecretStr | None = Field(None, max_length=16384)
+    client_key: Secret | None = Field(None, max_length=16384)
 
     @model_validator(mode="after")
     def _one_way_in(self) -> "ClusterCreate":

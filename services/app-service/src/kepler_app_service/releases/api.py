@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import service as apps
@@ -46,6 +46,7 @@ from kepler_kit.names import AppName, NamespaceName
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
 from kepler_kit.problems import problem_response
+from kepler_kit.text import Line
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
 DENIED = (Unauthorized, Forbidden, NotFound)
@@ -378,7 +379,7 @@ async def list_pods(
 async def delete_pod(
     namespace: NamespaceName,
     app: AppName,
-    pod: Annotated[str, "pod name"],
+    pod: Annotated[Line, StringConstraints(max_length=253), "pod name"],
     request: Request,
     session: DbSession,
     access: Access = require(Action.pod_delete),

@@ -2,7 +2,6 @@
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,11 +35,11 @@ async def release_by_id(session: AsyncSession, release_id: uuid.UUID) -> Release
 
 
 async def list_releases(
-    session: AsyncSession, app_id: uuid.UUID, limit: int, after: list[Any] | None
+    session: AsyncSession, app_id: uuid.UUID, limit: int, after: tuple[int] | None
 ) -> list[Release]:
     query = select(Release).where(Release.app_id == app_id).order_by(Release.number.desc()).limit(limit + 1)
-    if after:
-        query = query.where(Release.number < int(after[0]))
+    if after is not None:
+        query = query.where(Release.number < after[0])
     return list(await session.scalars(query))
 
 
@@ -78,7 +77,7 @@ async def deployment_in(
 
 
 async def list_deployments(
-    session: AsyncSession, app_id: uuid.UUID, limit: int, after: list[Any] | None
+    session: AsyncSession, app_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
 ) -> list[tuple[Deployment, int]]:
     query = (
         select(Deployment, Release.number)
@@ -87,11 +86,8 @@ async def list_deployments(
         .order_by(Deployment.created_at.desc(), Deployment.id.desc())
         .limit(limit + 1)
     )
-    if after:
-        query = query.where(
-            tuple_(Deployment.created_at, Deployment.id)
-            < (datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
-        )
+    if after is not None:
+        query = query.where(tuple_(Deployment.created_at, Deployment.id) < after)
     return [(d, n) for d, n in (await session.execute(query)).all()]
 
 

@@ -28,7 +28,7 @@ from kepler_kit.audit import record_audit
 from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
-from kepler_kit.pagination import PageRequest, page_of
+from kepler_kit.pagination import Int32, PageRequest, page_of
 
 SERVICE = "app-service"
 RUN_DEPLOYMENT = "run_deployment"
@@ -268,12 +268,12 @@ async def get_deployment(session: AsyncSession, app: models.App, deployment_id: 
 
 
 async def list_deployments(session: AsyncSession, app: models.App, page: PageRequest) -> DeploymentPage:
-    rows = await repository.list_deployments(session, app.id, page.limit, page.after)
+    rows = await repository.list_deployments(session, app.id, page.limit, page.key(datetime, uuid.UUID))
     return page_of(
         DeploymentPage,
         rows,
         page.limit,
-        lambda r: [r[0].created_at.isoformat(), str(r[0].id)],
+        lambda r: [r[0].created_at, r[0].id],
         lambda r: deployment_out(r[0], app.name, r[1]),
     )
 
@@ -289,7 +289,7 @@ def release_out(release: models.Release) -> Release:
 
 
 async def list_releases(session: AsyncSession, app: models.App, page: PageRequest) -> ReleasePage:
-    rows = await repository.list_releases(session, app.id, page.limit, page.after)
+    rows = await repository.list_releases(session, app.id, page.limit, page.key(Int32))
     return page_of(ReleasePage, rows, page.limit, lambda r: [r.number], release_out)
 
 

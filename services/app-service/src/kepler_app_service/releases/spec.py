@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kepler_app_service.schemas import Port, Ports
+from kepler_kit.text import Line, SingleLine, Text
 
 # distribution/reference grammar: [domain[:port]/]path[:tag][@sha256:digest]
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
@@ -47,8 +48,8 @@ def _quantity(value: str) -> str:
     return value
 
 
-ImageRef = Annotated[str, AfterValidator(_image)]
-Quantity = Annotated[str, StringConstraints(max_length=32), AfterValidator(_quantity)]
+ImageRef = Annotated[Line, AfterValidator(_image)]
+Quantity = Annotated[Line, StringConstraints(max_length=32), AfterValidator(_quantity)]
 
 
 class Strict(BaseModel):
@@ -75,12 +76,12 @@ class Resources(Strict):
 
 class EnvVar(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=ENV_NAME)]
-    value: Annotated[str, StringConstraints(max_length=32768)] = ""
+    value: Annotated[Text, StringConstraints(max_length=32768)] = ""
 
 
 class HttpGet(Strict):
     type: Literal["http"] = "http"
-    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=2048)] = "/"
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=2048), SingleLine] = "/"
     port: int = Field(ge=1, le=65535)
 
 
@@ -91,7 +92,7 @@ class TcpSocket(Strict):
 
 class Exec(Strict):
     type: Literal["exec"] = "exec"
-    command: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(min_length=1)
+    command: list[Annotated[Text, StringConstraints(min_length=1, max_length=4096)]] = Field(min_length=1)
 
 
 class Probe(Strict):
@@ -115,7 +116,7 @@ def _unique_env(env: list[EnvVar]) -> list[EnvVar]:
 
 
 Env = Annotated[list[EnvVar], Field(max_length=200), AfterValidator(_unique_env)]
-Argv = Annotated[list[Annotated[str, StringConstraints(max_length=4096)]], Field(max_length=100)]
+Argv = Annotated[list[Annotated[Text, StringConstraints(max_length=4096)]], Field(max_length=100)]
 
 
 class ReleaseSpec(Strict):
