@@ -310,6 +310,9 @@ class Deployment(Timestamped, Base):
     finished_at: Mapped[datetime | None]
     resource_version: Mapped[str | None] = mapped_column(String(64))
     replicas: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    request_id: Mapped[str | None] = mapped_column(
+        String(128), doc="the request that asked for it: a rescued run logs it"
+    )
 
 
 class DeploymentEvent(Base):

@@ -48,13 +48,15 @@ async def redis_check(state: dict[str, Any]) -> Check:
 
 
 async def _bounded(check: ReadinessCheck, state: dict[str, Any]) -> Check:
-    """A hung dependency makes readiness fail fast instead of hanging the probe."""
+    """A hung dependency makes readiness fail fast instead of hanging the probe, and a check that raises
+    (a service's own check querying a database that is down) reports not-ready: readiness never 500s."""
+    name = getattr(check, "__name__", "check").removesuffix("_check")
     try:
         return await asyncio.wait_for(check(state), 2.0)
     except TimeoutError:
-        return Check(
-            name=getattr(check, "__name__", "check").removesuffix("_check"), ok=False, detail="timeout"
-        )
+        return Check(name=name, ok=False, detail="timeout")
+    except Exception as exc:
+        return Check(name=name, ok=False, detail=type(exc).__name__)
 
 
 async def readiness(state: dict[str, Any], service: str) -> Readiness:

@@ -16,16 +16,20 @@ from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Retry
 from redis.exceptions import RedisError
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_kit.context import current_request_id, request_id_var
+from kepler_kit.faults import is_transient
 from kepler_kit.logging import get_logger
-from kepler_kit.metrics import JOB_DURATION, JOBS, JOBS_RESCUED
+from kepler_kit.metrics import AFTER_COMMIT_FAILURES, JOB_DURATION, JOBS, JOBS_RESCUED, JOBS_RETRIED
 
 log = get_logger(__name__)
 _PENDING = "kepler_pending_jobs"
+MAX_TRIES = 5  # the workers' `max_tries`: a job failing on a dependency outage is retried this often
+RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # ~15 s of outage ridden out; past that the sweeper takes over
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,25 @@ def drop_pending_jobs(session: AsyncSession) -> None:
 
 
 async def flush_pending_jobs(session: AsyncSession, arq: ArqRedis, override_queue: str | None) -> None:
+    """Never raises: the change is committed, so the caller must hear of its success. A job that did not
+    make it into Redis is re-created by the sweeper from its row; each failure is logged and counted, and
+    the rest still run (an access-cache invalidation must not be skipped because an enqueue failed)."""
     for request in session.info.pop(_PENDING, []):
-        await enqueue(arq, request, override_queue)
+        try:
+            await enqueue(arq, request, override_queue)
+        except Exception:
+            _after_commit_failed("enqueue", request.function)
 
     for callback in session.info.pop(_AFTER_COMMIT, []):
-        await callback(arq)
+        try:
+            await callback(arq)
+        except Exception:
+            _after_commit_failed("callback", getattr(callback, "__qualname__", type(callback).__name__))
+
+
+def _after_commit_failed(kind: str, name: str) -> None:
+    AFTER_COMMIT_FAILURES.labels(kind, name).inc()
+    log.warning("after_commit_failed", kind=kind, name=name, exc_info=True)
 
 
 async def enqueue(arq: ArqRedis, request: JobRequest, override_queue: str | None) -> bool:
@@ -140,7 +158,10 @@ JobFunc = Callable[Concatenate[WorkerContext, P], Awaitable[R]]
 
 
 def job(func: JobFunc[P, R]) -> Callable[..., Awaitable[R]]:
-    """Binds the originating request id to the job's logs and records job metrics."""
+    """Binds the originating request id to the job's logs and records job metrics.
+
+    A job that fails because Postgres or Redis is unreachable is retried with backoff (arq `Retry`)
+    rather than left for the sweeper: jobs are idempotent, and the outage is usually seconds long."""
 
     @functools.wraps(func)
     async def run(ctx: WorkerContext, *args: Any, request_id: str | None = None, **kwargs: Any) -> R:
@@ -151,6 +172,14 @@ def job(func: JobFunc[P, R]) -> Callable[..., Awaitable[R]]:
             result = await func(ctx, *args, **kwargs)
             outcome = "succeeded"
             return result
+        except Exception as exc:
+            delay = retry_delay(exc, ctx.get("job_try", 1))
+            if delay is None:
+                raise
+            outcome = "retried"
+            JOBS_RETRIED.labels(ctx.get("service", "unknown"), func.__name__).inc()
+            log.warning("job_retry", error=type(exc).__name__, job_try=ctx.get("job_try", 1), defer_s=delay)
+            raise Retry(defer=delay) from exc
         finally:
             service = ctx.get("service", "unknown")
             JOBS.labels(service, func.__name__, outcome).inc()
@@ -161,13 +190,23 @@ def job(func: JobFunc[P, R]) -> Callable[..., Awaitable[R]]:
     return run
 
 
+def retry_delay(exc: BaseException, job_try: int) -> float | None:
+    """Seconds until the next try of a job that raised `exc` on try `job_try`; None: let it fail."""
+    if job_try >= MAX_TRIES or not is_transient(exc):
+        return None
+    return RETRY_BACKOFF_S[min(job_try, len(RETRY_BACKOFF_S)) - 1]
+
+
 @dataclass(frozen=True)
 class Sweep:
-    """Rows in a pending state whose job may have been lost: `pending(cutoff)` selects the job's arguments."""
+    """Rows in a pending state whose job may have been lost: `pending(cutoff)` selects the job's arguments.
+
+    A column labelled `request_id` is not an argument: the re-created job logs it as the request that
+    asked for the work."""
 
     function: str
-    pending: Callable[[datetime], Select[Any] | Select[Any, Any]]
-    grace: timedelta = field(default=timedelta(seconds=30))
+    pending: Callable[[datetime], Select[Any] | Select[Any, Any] | Select[Any, Any, Any]]
+    grace: timedelta = field(default=timedelta(seconds=10))
 
 
 async def sweep(ctx: WorkerContext) -> int:
@@ -178,12 +217,14 @@ async def sweep(ctx: WorkerContext) -> int:
         for rule in ctx.get("sweeps", ()):
             rows = (await session.execute(rule.pending(now - rule.grace))).all()
             for row in rows:
+                values = dict(row._mapping)
+                request_id = values.pop("request_id", None)
                 args = tuple(
-                    str(value) for value in row
-                )  # the row's selected columns are the job's arguments
-                request = JobRequest(rule.function, args, ctx.get("queue_name"))
+                    str(value) for value in values.values()
+                )  # the other columns: the job's arguments
+                request = JobRequest(rule.function, args, ctx.get("queue_name"), request_id)
                 if await enqueue(ctx["redis"], request, ctx.get("queue_name")):
                     JOBS_RESCUED.labels(ctx.get("service", "unknown"), rule.function).inc()
-                    log.warning("job_rescued", function=rule.function, args=args)
+                    log.warning("job_rescued", function=rule.function, args=args, request_id=request_id)
                     rescued += 1
     return rescued

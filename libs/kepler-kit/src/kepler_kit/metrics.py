@@ -27,6 +27,18 @@ JOB_DURATION = Histogram(
     registry=REGISTRY,
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900),
 )
+AFTER_COMMIT_FAILURES = Counter(
+    "kepler_after_commit_failures_total",
+    "Enqueues and publications that failed after their transaction committed (the sweeper catches up)",
+    ["kind", "name"],
+    registry=REGISTRY,
+)
+JOBS_RETRIED = Counter(
+    "kepler_jobs_retried_total",
+    "Jobs retried after Postgres or Redis failed them at the connection level",
+    ["service", "job"],
+    registry=REGISTRY,
+)
 JOBS_RESCUED = Counter(
     "kepler_jobs_rescued_total", "Pending rows the sweeper re-enqueued", ["service", "job"], registry=REGISTRY
 )

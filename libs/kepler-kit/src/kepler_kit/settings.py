@@ -26,6 +26,13 @@ class KeplerSettings(BaseSettings):
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
     queue_name: str = Field("", validation_alias=_shared("QUEUE_NAME"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_shared("CORS_ORIGINS"))
+    sweep_interval_seconds: int = Field(
+        5,
+        ge=1,
+        le=30,
+        validation_alias=_shared("SWEEP_INTERVAL_SECONDS"),
+        description="How often each worker re-enqueues work whose job was lost; bounds recovery time",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "KeplerSettings":

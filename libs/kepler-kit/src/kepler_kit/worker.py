@@ -19,13 +19,31 @@ from arq.worker import Worker, get_kwargs
 from redis.exceptions import RedisError
 
 from kepler_kit.db import create_engine, create_sessionmaker
-from kepler_kit.jobs import Sweep, WorkerContext, redis_settings, service_queue, sweep, wake_channel
+from kepler_kit.jobs import (
+    MAX_TRIES,
+    Sweep,
+    WorkerContext,
+    redis_settings,
+    service_queue,
+    sweep,
+    wake_channel,
+)
 from kepler_kit.logging import configure_logging
 from kepler_kit.settings import KeplerSettings
 
-SWEEP_SECONDS = {0, 15, 30, 45}
 IDLE_POLL_S = 0.5  # how often an idle worker looks at its queue unwoken (deferred jobs and retries)
 BUSY_POLL_S = 0.05  # with every job slot taken: a slot that frees picks up queued work this soon
+
+
+def sweep_job_name(service: str) -> str:
+    """One cron job per service. arq names a unique cron run `<name>:<tick>`: under one shared name the
+    services' workers on one Redis would race for each tick and only the winner's sweep rules would run."""
+    return f"cron:sweep:{service}"
+
+
+def sweep_seconds(interval: int) -> set[int]:
+    """The seconds of each minute the sweeper runs at, `interval` apart."""
+    return set(range(0, 60, interval))
 
 
 def worker_settings(
@@ -63,7 +81,13 @@ def worker_settings(
         "functions": list(functions),
         # Always registered: arq refuses a worker with nothing to run, and an empty sweep is free.
         "cron_jobs": [
-            cron(cast(WorkerCoroutine, sweep), second=SWEEP_SECONDS, run_at_startup=False, unique=True)
+            cron(
+                cast(WorkerCoroutine, sweep),
+                name=sweep_job_name(service),
+                second=sweep_seconds(settings.sweep_interval_seconds),
+                run_at_startup=False,
+                unique=True,
+            )
         ],
         "queue_name": queue,
         "redis_settings": redis_settings(settings.redis_url),
@@ -73,7 +97,7 @@ def worker_settings(
         "max_jobs": max_jobs,
         "poll_delay": IDLE_POLL_S,
         "health_check_interval": 30,
-        "max_tries": 5,
+        "max_tries": MAX_TRIES,
         "job_timeout": 900,
         "handle_signals": True,
     }

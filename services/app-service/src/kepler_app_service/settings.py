@@ -14,9 +14,15 @@ class AppServiceSettings(KeplerSettings):
         None, description="Cluster for namespaces bound to none (the sandbox sets it)"
     )
     crash_loop_restarts: int = Field(3, ge=1, description="Restarts of a new pod that fail its rollout early")
+    # An interrupted deployment resumes within deploy_stale_seconds + sweep_interval_seconds (12 + 5 s).
+    # A running deployment heartbeats at least once per watch window, so the window must stay well
+    # below the staleness or a live rollout would be taken for a dead one.
     deploy_stale_seconds: float = Field(
-        60.0, gt=0, description="A running deployment silent this long is picked up again by the sweeper"
+        12.0, gt=0, description="A running deployment silent this long is picked up again by the sweeper"
     )
     watch_timeout_seconds: int = Field(
-        10, ge=1, le=300, description="Each watch request's server-side timeout"
+        5,
+        ge=1,
+        le=300,
+        description="Each watch request's server-side timeout (a deployment heartbeats after each)",
     )

@@ -115,11 +115,12 @@ async def claim(session: AsyncSession, deployment_id: uuid.UUID, attempt: int) -
     return (await session.scalar(query)) is not None
 
 
-def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int]:
-    """The sweeper's query: active deployments nobody has touched lately (lost job, killed worker)."""
+def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int, str | None]:
+    """The sweeper's query: active deployments nobody has touched lately (lost job, killed worker), with
+    the request that asked for each, for the rescued run's logs."""
     heartbeat = func.coalesce(Deployment.heartbeat_at, Deployment.updated_at)
     waiting = func.coalesce(Deployment.reason, "") == "AwaitingApproval"  # waits for a person, not a job
-    return select(Deployment.id, Deployment.attempt).where(
+    return select(Deployment.id, Deployment.attempt, Deployment.request_id).where(
         Deployment.status.in_(ACTIVE), heartbeat < cutoff, ~waiting
     )
 

@@ -27,7 +27,7 @@ from kepler_kit.logging import get_logger
 
 log = get_logger(__name__)
 SYSTEM = Principal(user_id=None, name="kepler")
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 4.0  # well below AppServiceSettings.deploy_stale_seconds
 REPLICA_EVENTS_EVERY = 0.25
 
 

@@ -25,6 +25,7 @@ from kepler_app_service.releases.schemas import (
 from kepler_app_service.releases.spec import ReleaseSpec
 from kepler_db import models
 from kepler_kit.audit import record_audit
+from kepler_kit.context import current_request_id
 from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
@@ -103,6 +104,7 @@ async def start_deployment(
         automatic=automatic,
         requested_by=who.user_id if who else None,
         replicas={},
+        request_id=current_request_id(),
     )
     session.add(deployment)
     await session.flush()
