@@ -87,6 +87,7 @@ def worker_settings(
                 second=sweep_seconds(settings.sweep_interval_seconds),
                 run_at_startup=False,
                 unique=True,
+                keep_result=60,  # the last minute of sweeps (how many jobs each re-created), in Redis
             )
         ],
         "queue_name": queue,

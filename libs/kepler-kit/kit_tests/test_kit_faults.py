@@ -1,0 +1,109 @@
+"""Faults a client must not see as 500s: a value Postgres refuses, Postgres down, Redis down after commit."""
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kepler_db import models
+from kepler_kit.metrics import REGISTRY
+from kepler_kit.problems import problem_for_exception
+from kepler_kit.settings import KeplerSettings
+from kepler_kit.testing.services import service_client
+
+from .kit_app import NOTIFIED, create_kit_app
+
+PROBLEM = "application/problem+json"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def client(
+    settings_overrides: dict[str, Any], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_kit_app(KeplerSettings(**settings_overrides))
+    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
+        yield client
+
+
+class TestValueThePostgresRefuses:
+    async def test_nul_reaching_postgres_is_a_422_problem(self, client: httpx.AsyncClient) -> None:
+        """The last resort behind the schema types: a data error (SQLSTATE 22) is the caller's input."""
+        response = await client.post("/api/v1/kit/raw", json={"name": "a\u0000b"})
+        assert (response.status_code, response.headers["content-type"]) == (422, PROBLEM)
+        assert response.json()["type"].endswith("/validation-error")
+
+    async def test_a_data_error_raised_directly_maps_to_422(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """What asyncpg raises for a value it cannot even send (a number out of range) is a 422 too."""
+        async with sessionmaker() as session:
+            try:
+                await session.execute(select(func.abs(2**70)))
+            except Exception as exc:
+                error = problem_for_exception(exc)
+            else:
+                pytest.fail("Postgres accepted a 70-bit integer")
+        assert error is not None
+        assert error.status == 422
+
+
+class TestPostgresDown:
+    @pytest.fixture
+    async def down(self, settings_overrides: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/kepler"
+        app = create_kit_app(KeplerSettings(**{**settings_overrides, "database_url": url}))
+        async with service_client(app) as client:
+            yield client
+
+    async def test_api_call_is_503_with_retry_after(self, down: httpx.AsyncClient) -> None:
+        """Nothing is wrong with the request: the client should come back shortly, not report a bug."""
+        response = await down.post("/api/v1/kit/ok/team-a")
+        assert (response.status_code, response.headers["content-type"]) == (503, PROBLEM)
+        assert response.headers["retry-after"] == "5"
+        assert response.json()["type"].endswith("/service-unavailable")
+
+    async def test_readiness_is_503_json_not_500(self, down: httpx.AsyncClient) -> None:
+        response = await down.get("/readyz")
+        assert response.status_code == 503
+        checks = {check["name"]: check["ok"] for check in response.json()["checks"]}
+        assert checks == {"database": False, "redis": True}
+
+
+class TestRedisDownAfterCommit:
+    async def test_committed_change_succeeds_and_other_callbacks_run(
+        self,
+        settings_overrides: dict[str, Any],
+        sessionmaker: async_sessionmaker[AsyncSession],
+        session: AsyncSession,
+    ) -> None:
+        """The row is durable, so the answer is 201; the sweeper re-creates the job the enqueue lost."""
+        failures = REGISTRY.get_sample_value(
+            "kepler_after_commit_failures_total", {"kind": "enqueue", "name": "activate"}
+        )
+        app = create_kit_app(KeplerSettings(**settings_overrides))
+        unreachable = ArqRedis(host="127.0.0.1", port=closed_port())
+        try:
+            async with service_client(app, sessionmaker=sessionmaker, arq=unreachable) as client:
+                response = await client.post("/api/v1/kit/notify/redis-down")
+        finally:
+            await unreachable.aclose()
+        assert response.status_code == 201, response.text
+        assert await session.scalar(select(func.count()).select_from(models.Namespace)) == 1
+        assert "redis-down" in NOTIFIED
+        after = REGISTRY.get_sample_value(
+            "kepler_after_commit_failures_total", {"kind": "enqueue", "name": "activate"}
+        )
+        assert (after or 0) == (failures or 0) + 1
