@@ -48,15 +48,16 @@ async def gateway(
     sessionmaker: async_sessionmaker[AsyncSession],
     arq: ArqRedis,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = GatewaySettings(
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=TEST_SECRET,
-        env="test",
-        log_level="WARNING",
-        queue_name=queue_name,
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "secret_key": TEST_SECRET,
+        "env": "test",
+        "log_level": "WARNING",
+        "queue_name": queue_name,
         **upstreams,
-    )
+    }
+    settings = GatewaySettings(**values)
     limits = AuthSettings(login_attempts_per_ip=1000, token_requests_per_ip=1000)
     async with gateway_client(settings, sessionmaker, arq, limits) as client:
         yield client

@@ -1,0 +1,176 @@
+"""What a careless client or an attacker sends app-service: 4xx problems, never a 500; and how fast lost
+deployments come back."""
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from arq.jobs import Job
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kepler_app_service.releases.runner import HEARTBEAT_SECONDS
+from kepler_app_service.settings import AppServiceSettings
+from kepler_app_service.tasks import sweeps
+from kepler_db import Cluster
+from kepler_kit.jobs import WorkerContext, sweep
+from kepler_kit.settings import KeplerSettings
+from kepler_kubefake import KubeFake
+
+PROBLEM = "application/problem+json"
+APP = "/api/v1/namespaces/team-a/apps/web"
+GOOD = {"image": "registry.example.com/team/web:1", "replicas": 1}
+
+
+def cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+# Each decodes to something no list issued: wrong types, wrong arity, not a list, not base64.
+CRAFTED = [
+    cursor([{}]),
+    cursor([]),
+    cursor([1, 2, 3]),
+    cursor(["a\u0000"]),
+    cursor({"a": 1}),
+    "!!!not-base64",
+]
+LISTS = ("/api/v1/namespaces", "/api/v1/namespaces/team-a/members", "/api/v1/namespaces/team-a/apps")
+TYPED_LISTS = (f"{APP}/releases", f"{APP}/deployments")  # keys: a release number; a time and an id
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[KubeFake]:
+    async with KubeFake.start(ready_delay=0.05, time_scale=0.002) as server:
+        yield server
+
+
+@pytest.fixture
+async def web(client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake) -> None:
+    session.add(Cluster(name="test", api_url=fake.url))
+    await session.flush()
+    created = await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
+    assert created.status_code == 201, created.text
+    app = {"name": "web", "git_url": "https://g.example/web.git"}
+    assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
+
+
+def assert_problem(response: httpx.Response, status: int) -> None:
+    assert (response.status_code, response.headers["content-type"]) == (status, PROBLEM), response.text
+
+
+@pytest.mark.usefixtures("web")
+class TestControlCharacters:
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/api/v1/namespaces", {"name": "team-b", "description": "a\u0000b"}),
+            ("/api/v1/namespaces", {"name": "team-b", "display_name": "Team\u0000B"}),
+            (
+                "/api/v1/namespaces/team-a/apps",
+                {"name": "api", "git_url": "https://g/x.git", "description": "\x00"},
+            ),
+            ("/api/v1/namespaces/team-a/apps", {"name": "api", "git_url": "https://g/x\u0000.git"}),
+            ("/api/v1/namespaces/team-a/members", {"email": "a\u0000@example.com", "role": "viewer"}),
+            (f"{APP}/deployments", {**GOOD, "env": [{"name": "MODE", "value": "on\u0000"}]}),
+            (f"{APP}/deployments", {**GOOD, "args": ["--flag\u0000"]}),
+        ],
+    )
+    async def test_body_fields_refuse_them_with_422(
+        self, client: httpx.AsyncClient, path: str, body: dict[str, Any]
+    ) -> None:
+        """Postgres cannot store NUL and asyncpg cannot encode a lone surrogate: both used to be 500s."""
+        response = await client.post(path, json=body)
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["loc"][0] == "body"
+
+    async def test_a_lone_surrogate_is_422(self, client: httpx.AsyncClient) -> None:
+        """Valid JSON (`\\ud800`) that is no valid text: asyncpg could not encode it for Postgres."""
+        body = '{"name": "team-b", "description": "lone \\ud800 surrogate"}'
+        response = await client.post(
+            "/api/v1/namespaces", content=body, headers={"content-type": "application/json"}
+        )
+        assert_problem(response, 422)
+
+    async def test_patch_refuses_them_with_422(self, client: httpx.AsyncClient) -> None:
+        response = await client.patch("/api/v1/namespaces/team-a", json={"description": "x\u0000"})
+        assert_problem(response, 422)
+
+    async def test_line_breaks_in_free_text_are_fine(self, client: httpx.AsyncClient) -> None:
+        response = await client.patch("/api/v1/namespaces/team-a", json={"description": "one\r\ntwo\tthree"})
+        assert response.status_code == 200, response.text
+
+    async def test_query_and_path_parameters_refuse_them_with_422(self, client: httpx.AsyncClient) -> None:
+        confirm = await client.delete(APP, params={"confirm": "we\u0000b"})
+        assert_problem(confirm, 422)
+        assert confirm.json()["errors"][0]["loc"] == ["query", "confirm"]
+        pod = await client.delete(f"{APP}/pods/web%00x")
+        assert_problem(pod, 422)
+        assert pod.json()["errors"][0]["loc"] == ["path", "pod"]
+
+
+@pytest.mark.usefixtures("web")
+class TestCraftedCursors:
+    @pytest.mark.parametrize("path", LISTS + TYPED_LISTS)
+    async def test_each_list_answers_400(self, client: httpx.AsyncClient, path: str) -> None:
+        """A cursor is opaque: one the API did not issue is the client's mistake, never a 500."""
+        for crafted in CRAFTED:
+            assert_problem(await client.get(path, params={"cursor": crafted}), 400)
+
+    @pytest.mark.parametrize("path", TYPED_LISTS)
+    async def test_a_string_where_the_key_is_typed_is_400(self, client: httpx.AsyncClient, path: str) -> None:
+        """["x"] used to reach `int(after[0])` in the releases repository."""
+        assert_problem(await client.get(path, params={"cursor": cursor(["x"])}), 400)
+
+    async def test_a_release_number_out_of_range_is_400(self, client: httpx.AsyncClient) -> None:
+        response = await client.get(f"{APP}/releases", params={"cursor": cursor([2**40])})
+        assert_problem(response, 400)
+
+    @pytest.mark.parametrize("path", TYPED_LISTS)
+    async def test_issued_cursors_still_page(self, client: httpx.AsyncClient, path: str) -> None:
+        for image in ("registry.example.com/team/web:1", "registry.example.com/team/web:2"):
+            assert (await client.post(f"{APP}/deployments", json={"image": image})).status_code == 201
+        first = (await client.get(path, params={"limit": 1})).json()
+        second = await client.get(path, params={"limit": 1, "cursor": first["next_cursor"]})
+        assert second.status_code == 200
+        assert second.json()["items"] != first["items"]
+        assert second.json()["next_cursor"] is None
+
+
+class TestRecovery:
+    def test_defaults_resume_a_lost_deployment_within_20_seconds(self) -> None:
+        """A lost deployment is rescued by the first sweep after its heartbeat goes stale; a live one
+        heartbeats at least once per watch window, so it is never taken for a dead one."""
+        stale = AppServiceSettings.model_fields["deploy_stale_seconds"].default
+        sweep_every = KeplerSettings.model_fields["sweep_interval_seconds"].default
+        watch_window = AppServiceSettings.model_fields["watch_timeout_seconds"].default
+        assert stale + sweep_every < 20
+        assert max(watch_window, HEARTBEAT_SECONDS) * 2 <= stale
+
+    @pytest.mark.usefixtures("web")
+    async def test_rescued_deployment_job_carries_the_creating_request_id(
+        self,
+        client: httpx.AsyncClient,
+        arq: ArqRedis,
+        queue_name: str,
+        worker: Any,
+        settings_overrides: dict[str, Any],
+    ) -> None:
+        """The sweeper's re-created job logs the id of the request that asked for the deploy."""
+        response = await client.post(
+            f"{APP}/deployments", json=GOOD, headers={"x-request-id": "req-deploy-1"}
+        )
+        assert response.status_code == 201, response.text
+        lost = f"run_deployment:{response.json()['id']}:0"
+        await arq.zrem(queue_name, lost)  # Redis lost it
+        await arq.delete(f"arq:job:{lost}")
+        quick = AppServiceSettings(**settings_overrides, deploy_stale_seconds=0.001)
+        ctx: WorkerContext = {"redis": arq, "queue_name": queue_name, "sessionmaker": worker.sessionmaker}
+        ctx["sweeps"] = sweeps(quick)
+        assert await sweep(ctx) == 1
+        info = await Job(lost, arq).info()
+        assert info is not None
+        assert info.kwargs == {"request_id": "req-deploy-1"}
