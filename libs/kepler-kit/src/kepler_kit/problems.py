@@ -81,7 +81,7 @@ def problem_for_exception(exc: BaseException) -> KeplerError | None:
     that catches exceptions itself (the gateway's proxy) asks this before answering 500."""
     if is_transient(exc):
         return ServiceUnavailable(
-            "A database or cache Kepler depends on is unreachable; try again shortly.",
+            "A database or cache Kepler depends on is unreachable or timed out; try again shortly.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     if is_data_error(exc):
