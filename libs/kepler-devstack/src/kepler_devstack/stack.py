@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from kepler_devstack import components
+from kepler_devstack import components, state
 from kepler_devstack.config import StackConfig
 from kepler_devstack.embedded import (
     EmbeddedPostgres,
@@ -112,7 +112,9 @@ async def backing_servers(config: StackConfig) -> AsyncIterator[dict[str, str]]:
             stack.enter_context(lock_data_dir(config.data_dir))
         database_url = await _database_url(config, stack)
         redis_url = await _redis_url(config, stack)
-        yield {"KEPLER_DATABASE_URL": database_url, "KEPLER_REDIS_URL": redis_url}
+        urls = {"KEPLER_DATABASE_URL": database_url, "KEPLER_REDIS_URL": redis_url}
+        stack.enter_context(state.recorded(config.data_dir, urls))
+        yield urls
 
 
 def child_env(urls: dict[str, str]) -> dict[str, str]:
