@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -104,7 +104,12 @@ class Registry:
         return self.gates.setdefault(gate_id, (asyncio.Event(), asyncio.Event()))
 
 
-def fake_service(name: str, registry: Registry) -> FastAPI:
+SANDBOX_CLUSTERS = Check(
+    name="clusters", ok=True, detail="all reachable; SIMULATED (sandbox, nothing really runs): sandbox"
+)
+
+
+def fake_service(name: str, registry: Registry, checks: Sequence[Check] = ()) -> FastAPI:
     """A service skeleton: what every Kepler service has (status, health, readiness, Problem errors)."""
     app = FastAPI(title=name, generate_unique_id_function=operation_id)
 
@@ -114,7 +119,7 @@ def fake_service(name: str, registry: Registry) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Readiness:
-        return Readiness(service=name, ready=True, checks=[Check(name="database", ok=True)])
+        return Readiness(service=name, ready=True, checks=[Check(name="database", ok=True), *checks])
 
     @app.get(f"/api/v1/status/{name}", responses=error_responses(NotFound))
     async def get_status() -> dict[str, str]:
@@ -124,7 +129,7 @@ def fake_service(name: str, registry: Registry) -> FastAPI:
 
 
 def fake_app_service(registry: Registry) -> FastAPI:
-    app = fake_service("app-service", registry)
+    app = fake_service("app-service", registry, [SANDBOX_CLUSTERS])  # as app-service says on `make run`
 
     class Status(BaseModel):
         """Named like build-service's model but shaped differently: the merge must keep both."""
