@@ -22,10 +22,10 @@ PASSWORD = "a long enough passphrase"
 def run_admin(data_dir: Path, email: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """No KEPLER_DATABASE_URL: like a shell where only `make run` knows where the database is."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEPLER_")}
-    argv = [sys.executable, "-m", "kepler_gateway.admin", "create-admin", "--email", email, "--password-stdin"]
+    argv = [sys.executable, "-m", "kepler_gateway.admin", "create-admin", "--email", email]
     return subprocess.run(
-        argv, input=PASSWORD + "\n", text=True, capture_output=True, check=False, cwd=cwd,
-        env=env | {"KEPLER_DATA_DIR": str(data_dir)},
+        [*argv, "--password-stdin"], input=PASSWORD + "\n", text=True, capture_output=True, check=False,
+        cwd=cwd, env=env | {"KEPLER_DATA_DIR": str(data_dir)},
     )  # fmt: skip
 
 

@@ -130,7 +130,7 @@ class TestHealth:
         }
 
     async def test_ready_says_when_kubernetes_is_simulated(self, client: httpx.AsyncClient) -> None:
-        """The README promises `/readyz` says loudly that the sandbox is simulated; only app-service said so."""
+        """The README promises `/readyz` says loudly that the sandbox is simulated; only app-service did."""
         checks = {c["name"]: c for c in (await client.get("/readyz")).json()["checks"]}
 
         assert checks["clusters"]["ok"] is True

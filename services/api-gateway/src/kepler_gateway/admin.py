@@ -36,7 +36,7 @@ class Target(NamedTuple):
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="kepler-admin",
-        epilog="database: KEPLER_DATABASE_URL, else the running `make run` stack ($KEPLER_DATA_DIR/stack.json)",
+        epilog="database: KEPLER_DATABASE_URL, else the running `make run` ($KEPLER_DATA_DIR/stack.json)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-admin", help="create (or promote) a platform admin")
