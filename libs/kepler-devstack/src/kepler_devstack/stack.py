@@ -118,8 +118,10 @@ async def backing_servers(config: StackConfig) -> AsyncIterator[dict[str, str]]:
 
 
 def child_env(urls: dict[str, str]) -> dict[str, str]:
-    """Unbuffered so child output reaches the terminal as it happens, not when a 8 KiB buffer fills."""
-    return {**os.environ, **urls, "PYTHONUNBUFFERED": "1"}
+    """Unbuffered so child output reaches the terminal as it happens, not when a 8 KiB buffer fills.
+    Readable text unless KEPLER_LOG_JSON asks for JSON: the services' own default is JSON."""
+    log_json = os.environ.get("KEPLER_LOG_JSON") or "false"
+    return {**os.environ, **urls, "PYTHONUNBUFFERED": "1", "KEPLER_LOG_JSON": log_json}
 
 
 async def migrate(config: StackConfig, env: dict[str, str], shutdown: Shutdown, out: TextIO) -> bool:
