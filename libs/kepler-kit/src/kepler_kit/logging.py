@@ -28,10 +28,22 @@ def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+_secret_key_memo: dict[str, bool] = {}
+
+
+def _is_secret(key: str) -> bool:
+    """Memoised: a process logs a few dozen distinct keys, and this runs for each key of every line."""
+    secret = _secret_key_memo.get(key)
+    if secret is None:
+        secret = any(word in key.lower() for word in _SECRET_KEYS)
+        if len(_secret_key_memo) < 10_000:
+            _secret_key_memo[key] = secret
+    return secret
+
+
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in list(event):
-        if any(word in key.lower() for word in _SECRET_KEYS):
-            event[key] = "[redacted]"
+    for key in [key for key in event if _is_secret(key)]:
+        event[key] = "[redacted]"
     return event
 
 
