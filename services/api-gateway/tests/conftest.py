@@ -308,10 +308,8 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Gat
         redis_url=redis_url,
         secret_key=TEST_SECRET,
         env="test",
-        log_json=False,
-        log_level="WARNING",
         openapi_cache_seconds=0,
-        **{"response_timeout": RESPONSE_TIMEOUT, **overrides},
+        **{"response_timeout": RESPONSE_TIMEOUT, "log_json": False, "log_level": "WARNING", **overrides},
     )
 
 
@@ -319,6 +317,16 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Gat
 async def gateway_url(database_url: str, redis_url: str, upstreams: dict[str, str]) -> AsyncIterator[str]:
     """The proxy's mechanics, with authentication passing everyone (it has tests of its own)."""
     settings = gateway_settings(database_url, redis_url, cors_origins=[SPA_ORIGIN], **upstreams)
+    async with serve(create_app(settings, authenticator=AllowAll()), lifespan="on") as url:
+        yield url
+
+
+@pytest.fixture
+async def logging_gateway_url(
+    database_url: str, redis_url: str, upstreams: dict[str, str]
+) -> AsyncIterator[str]:
+    """Logging at INFO in JSON, as in production (the other gateways here log warnings only)."""
+    settings = gateway_settings(database_url, redis_url, log_level="INFO", log_json=True, **upstreams)
     async with serve(create_app(settings, authenticator=AllowAll()), lifespan="on") as url:
         yield url
 
