@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY_DIRS := libs services tests bench migrations
 
-.PHONY: run test lint typecheck bench migrate sync format
+.PHONY: run test lint typecheck bench migrate sync format admin
 
 $(UV):  # a private venv works even where the system Python refuses user installs (PEP 668)
 	python3 -m venv $(CURDIR)/.tools && $(CURDIR)/.tools/bin/pip install --quiet uv \
@@ -40,3 +40,7 @@ bench: sync
 
 migrate: sync  ## alembic upgrade head on KEPLER_DATABASE_URL, else on the embedded Postgres
 	$(UV) run python -m kepler_devstack migrate
+
+admin: sync  ## make admin EMAIL=you@example.com [PASSWORD_STDIN=1]: the first admin, on the running `make run` stack
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com [PASSWORD_STDIN=1]" >&2; exit 2; }
+	$(UV) run --no-sync kepler-admin create-admin --email "$(EMAIL)" $(if $(PASSWORD_STDIN),--password-stdin)

@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -104,7 +104,12 @@ class Registry:
         return self.gates.setdefault(gate_id, (asyncio.Event(), asyncio.Event()))
 
 
-def fake_service(name: str, registry: Registry) -> FastAPI:
+SANDBOX_CLUSTERS = Check(
+    name="clusters", ok=True, detail="all reachable; SIMULATED (sandbox, nothing really runs): sandbox"
+)
+
+
+def fake_service(name: str, registry: Registry, checks: Sequence[Check] = ()) -> FastAPI:
     """A service skeleton: what every Kepler service has (status, health, readiness, Problem errors)."""
     app = FastAPI(title=name, generate_unique_id_function=operation_id)
 
@@ -114,7 +119,7 @@ def fake_service(name: str, registry: Registry) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Readiness:
-        return Readiness(service=name, ready=True, checks=[Check(name="database", ok=True)])
+        return Readiness(service=name, ready=True, checks=[Check(name="database", ok=True), *checks])
 
     @app.get(f"/api/v1/status/{name}", responses=error_responses(NotFound))
     async def get_status() -> dict[str, str]:
@@ -124,7 +129,7 @@ def fake_service(name: str, registry: Registry) -> FastAPI:
 
 
 def fake_app_service(registry: Registry) -> FastAPI:
-    app = fake_service("app-service", registry)
+    app = fake_service("app-service", registry, [SANDBOX_CLUSTERS])  # as app-service says on `make run`
 
     class Status(BaseModel):
         """Named like build-service's model but shaped differently: the merge must keep both."""
@@ -303,10 +308,8 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Gat
         redis_url=redis_url,
         secret_key=TEST_SECRET,
         env="test",
-        log_json=False,
-        log_level="WARNING",
         openapi_cache_seconds=0,
-        **{"response_timeout": RESPONSE_TIMEOUT, **overrides},
+        **{"response_timeout": RESPONSE_TIMEOUT, "log_json": False, "log_level": "WARNING", **overrides},
     )
 
 
@@ -314,6 +317,16 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Gat
 async def gateway_url(database_url: str, redis_url: str, upstreams: dict[str, str]) -> AsyncIterator[str]:
     """The proxy's mechanics, with authentication passing everyone (it has tests of its own)."""
     settings = gateway_settings(database_url, redis_url, cors_origins=[SPA_ORIGIN], **upstreams)
+    async with serve(create_app(settings, authenticator=AllowAll()), lifespan="on") as url:
+        yield url
+
+
+@pytest.fixture
+async def logging_gateway_url(
+    database_url: str, redis_url: str, upstreams: dict[str, str]
+) -> AsyncIterator[str]:
+    """Logging at INFO in JSON, as in production (the other gateways here log warnings only)."""
+    settings = gateway_settings(database_url, redis_url, log_level="INFO", log_json=True, **upstreams)
     async with serve(create_app(settings, authenticator=AllowAll()), lifespan="on") as url:
         yield url
 

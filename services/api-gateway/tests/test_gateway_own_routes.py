@@ -126,7 +126,16 @@ class TestHealth:
             "build-service",
             "alert-service",
             "terminal-service",
+            "clusters",
         }
+
+    async def test_ready_says_when_kubernetes_is_simulated(self, client: httpx.AsyncClient) -> None:
+        """The README promises `/readyz` says loudly that the sandbox is simulated; only app-service did."""
+        checks = {c["name"]: c for c in (await client.get("/readyz")).json()["checks"]}
+
+        assert checks["clusters"]["ok"] is True
+        assert "SIMULATED" in checks["clusters"]["detail"]
+        assert "sandbox" in checks["clusters"]["detail"]
 
     async def test_not_ready_when_an_upstream_is_down(self, broken_client: httpx.AsyncClient) -> None:
         response = await broken_client.get("/readyz")

@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     command = _parser().parse_args(argv).command
     config = StackConfig.from_env()
     # `embedded` keeps stdout for the export lines alone, so they can be copied or redirected to a file.
-    configure_logging(sys.stderr if command == "embedded" else sys.stdout, name_width())
+    configure_logging(
+        sys.stderr if command == "embedded" else sys.stdout, name_width(), json_lines=config.log_json
+    )
     entry = {"run": run_stack, "embedded": run_embedded, "migrate": run_migrate}[command]
     try:
         return asyncio.run(entry(config, sys.stdout))

@@ -14,6 +14,7 @@ ENVIRONMENT = """\
   KEPLER_DATABASE_URL   use this PostgreSQL instead of the embedded one
   KEPLER_REDIS_URL      use this Redis instead of the embedded one
   KEPLER_SANDBOX        1: also start a simulated Kubernetes (a contract fake) and deploy to it
+  KEPLER_LOG_JSON       true: every line (devstack, services, workers) one JSON object (default: text)
 """
 
 
@@ -35,6 +36,7 @@ class StackConfig:
     database_url: str | None
     redis_url: str | None
     sandbox: bool = False
+    log_json: bool = False
 
     @property
     def sandbox_port(self) -> int:
@@ -51,4 +53,5 @@ class StackConfig:
             database_url=env.get("KEPLER_DATABASE_URL") or None,
             redis_url=env.get("KEPLER_REDIS_URL") or None,
             sandbox=(env.get("KEPLER_SANDBOX") or "").lower() in ("1", "true", "yes"),
+            log_json=(env.get("KEPLER_LOG_JSON") or "").lower() in ("1", "true", "yes", "on"),
         )

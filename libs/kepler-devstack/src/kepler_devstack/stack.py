@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from kepler_devstack import components
+from kepler_devstack import components, state
 from kepler_devstack.config import StackConfig
 from kepler_devstack.embedded import (
     EmbeddedPostgres,
@@ -112,12 +112,16 @@ async def backing_servers(config: StackConfig) -> AsyncIterator[dict[str, str]]:
             stack.enter_context(lock_data_dir(config.data_dir))
         database_url = await _database_url(config, stack)
         redis_url = await _redis_url(config, stack)
-        yield {"KEPLER_DATABASE_URL": database_url, "KEPLER_REDIS_URL": redis_url}
+        urls = {"KEPLER_DATABASE_URL": database_url, "KEPLER_REDIS_URL": redis_url}
+        stack.enter_context(state.recorded(config.data_dir, urls))
+        yield urls
 
 
 def child_env(urls: dict[str, str]) -> dict[str, str]:
-    """Unbuffered so child output reaches the terminal as it happens, not when a 8 KiB buffer fills."""
-    return {**os.environ, **urls, "PYTHONUNBUFFERED": "1"}
+    """Unbuffered so child output reaches the terminal as it happens, not when a 8 KiB buffer fills.
+    Readable text unless KEPLER_LOG_JSON asks for JSON: the services' own default is JSON."""
+    log_json = os.environ.get("KEPLER_LOG_JSON") or "false"
+    return {**os.environ, **urls, "PYTHONUNBUFFERED": "1", "KEPLER_LOG_JSON": log_json}
 
 
 async def migrate(config: StackConfig, env: dict[str, str], shutdown: Shutdown, out: TextIO) -> bool:

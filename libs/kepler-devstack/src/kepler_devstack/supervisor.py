@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kepler_devstack.logfmt import fields, log
+from kepler_devstack.logfmt import child_line, fields, log
 
 MAX_LINE_BYTES = 1 << 20
 _PR_SET_PDEATHSIG = 1
@@ -133,7 +133,7 @@ async def pump_lines(prefix: str, stream: asyncio.StreamReader, out: TextIO) -> 
     echo = True
     while line := await _read_line(stream):
         if echo:
-            echo = _write(out, f"{prefix} | {line.decode(errors='replace').rstrip()}\n")
+            echo = _write(out, child_line(prefix, line.decode(errors="replace").rstrip()) + "\n")
 
 
 def _killpg(pid: int, sig: signal.Signals) -> None:

@@ -8,14 +8,11 @@ docker-compose run one worker process per service.
 
 import asyncio
 import contextlib
-import logging.config
 import signal
 import sys
 import warnings
 
-from arq.logs import default_log_config
-
-from kepler_kit.worker import KeplerWorker, create_worker
+from kepler_kit.worker import KeplerWorker, configure_worker_logging, create_worker
 
 
 async def run(paths: list[str]) -> None:
@@ -39,7 +36,7 @@ async def run(paths: list[str]) -> None:
 
 def main() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="arq")  # arq's own close()
-    logging.config.dictConfig(default_log_config(verbose=False))  # what `arq` itself sets up
+    configure_worker_logging()
     if len(sys.argv) < 2:
         raise SystemExit("usage: python -m kepler_devstack.workers PKG.tasks.WorkerSettings [...]")
     asyncio.run(run(sys.argv[1:]))

@@ -7,13 +7,11 @@ retention) and the worker that runs them, woken as soon as a job is enqueued.
 import asyncio
 import contextlib
 import importlib
-import logging.config
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from arq.cron import cron
-from arq.logs import default_log_config
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import RedisError
@@ -149,6 +147,13 @@ class KeplerWorker(Worker):
                     await self._listener
 
 
+def configure_worker_logging() -> None:
+    """arq's own lines (job started, finished, retried) in the process's one format, before any is written:
+    JSON like every other line when KEPLER_LOG_JSON is on (arq's default config printed plain text)."""
+    settings = KeplerSettings()
+    configure_logging("worker", settings.log_level, settings.log_json)
+
+
 def create_worker(settings_path: str, **overrides: Any) -> KeplerWorker:
     """The worker for `package.module.WorkerSettings`."""
     module, _, name = settings_path.rpartition(".")
@@ -160,7 +165,7 @@ def main(argv: Sequence[str]) -> None:
     paths = [arg for arg in argv if not arg.startswith("--")]
     if len(paths) != 1:
         raise SystemExit("usage: python -m kepler_kit.worker PKG.tasks.WorkerSettings [--burst]")
-    logging.config.dictConfig(default_log_config(verbose=False))  # what `arq` itself sets up
+    configure_worker_logging()
     create_worker(paths[0], burst="--burst" in argv).run()
 
 

@@ -5,9 +5,12 @@ The first line on stdout is the server URL, so a supervisor (the sandbox) can re
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kepler_kubefake.server import KubeFake
@@ -44,10 +47,30 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
+class JsonFormatter(logging.Formatter):
+    """Kepler's JSON line keys (timestamp, level, logger, event), for `KEPLER_LOG_JSON=true`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(json_lines: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    text = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler.setFormatter(JsonFormatter() if json_lines else text)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    configure_logging(os.environ.get("KEPLER_LOG_JSON", "").lower() in ("1", "true", "yes", "on"))
     asyncio.run(serve(_arguments(argv)))
 
 

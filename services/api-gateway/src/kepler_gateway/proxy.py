@@ -27,7 +27,7 @@ from kepler_gateway.routing import Route, Service
 from kepler_kit.context import REQUEST_ID_HEADER, clean_request_id, request_id_var
 from kepler_kit.errors import BadGateway, GatewayTimeout, KeplerError, ServiceUnavailable
 from kepler_kit.logging import get_logger
-from kepler_kit.middleware import header
+from kepler_kit.middleware import AccessLog, header
 from kepler_kit.problems import problem_response
 
 log = get_logger(__name__)
@@ -163,15 +163,18 @@ class HttpProxy:
         self._upstreams = upstreams
         self._authenticator = authenticator
         self._timeout = timeout
+        self._access = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        """The access line names the route pattern; the user is on the upstream's line (same request id)."""
         rid = request_id(scope)
         token = request_id_var.set(rid)
-        status = CLIENT_CLOSED
+        status, started = CLIENT_CLOSED, time.perf_counter()
         try:
             status = await self._exchange(scope, receive, send, route, rid)
         finally:
             metrics.count(route, scope["method"], status)
+            self._access(scope["method"], route.pattern, status, time.perf_counter() - started)
             request_id_var.reset(token)
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send, route: Route, rid: str) -> int:

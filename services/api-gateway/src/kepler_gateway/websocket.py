@@ -7,6 +7,7 @@ as close code 1011 on servers without that extension.
 """
 
 import asyncio
+import time
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -24,6 +25,7 @@ from kepler_gateway.routing import Route, Service
 from kepler_kit.context import REQUEST_ID_HEADER, request_id_var
 from kepler_kit.errors import KeplerError
 from kepler_kit.logging import get_logger
+from kepler_kit.middleware import AccessLog
 from kepler_kit.problems import problem_response
 
 log = get_logger(__name__)
@@ -94,14 +96,17 @@ class WebSocketProxy:
         self._upstreams = upstreams
         self._authenticator = authenticator
         self._timeout = timeout
+        self._access = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         rid = request_id(scope)
         token = request_id_var.set(rid)
+        started = time.perf_counter()
         try:
             if (await receive())["type"] == "websocket.connect":
                 status = await self._session(scope, receive, send, route, rid)
                 metrics.count(route, "WS", status)
+                self._access("WS", route.pattern, status, time.perf_counter() - started)
         finally:
             request_id_var.reset(token)
 
