@@ -87,8 +87,9 @@ async def preload_kubernetes_client(sessionmaker: async_sessionmaker[AsyncSessio
 async def _open_clients(ctx: WorkerContext) -> None:
     """The cluster clients, and the watch that keeps every app's live status in Postgres."""
     await preload_kubernetes_client(ctx["sessionmaker"])
-    registry = cluster_registry(_settings(ctx))
-    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry).run())
+    settings = _settings(ctx)
+    registry = cluster_registry(settings)
+    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry, settings.default_cluster).run())
     ctx["clients"] = {"clusters": registry, "live_status": live}
 
 

@@ -34,7 +34,11 @@ class KubernetesCluster:
     ) -> None:
         self.name = credentials.name
         self._files: list[Path] = []
-        self._api = client.ApiClient(self._configuration(credentials))
+        try:
+            self._api = client.ApiClient(self._configuration(credentials))
+        except BaseException:  # credentials that do not load (ssl.SSLError): leave no key file behind
+            self._remove_files()
+            raise
         self._timeout, self._watch_seconds = timeout, watch_seconds
 
     def _configuration(self, creds: ClusterCredentials) -> client.Configuration:
@@ -180,6 +184,9 @@ class KubernetesCluster:
 
     async def close(self) -> None:
         await self._api.close()
+        self._remove_files()
+
+    def _remove_files(self) -> None:
         for path in self._files:
             with contextlib.suppress(OSError):
                 path.unlink()

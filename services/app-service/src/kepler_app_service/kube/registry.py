@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.base import ClusterCredentials, ClusterUnavailable, Kube
+from kepler_app_service.kube.base import (
+    BadCredentials,
+    ClusterCredentials,
+    ClusterUnavailable,
+    Kube,
+    tls_problems,
+)
+from kepler_app_service.schemas import NamespaceCluster
 from kepler_db import Cluster, Namespace
 from kepler_kit.crypto import SecretBox
 from kepler_kit.errors import Conflict
@@ -31,6 +38,7 @@ class ClusterRegistry:
 
         self._box, self._factory = box, factory
         self._clients: dict[uuid.UUID, tuple[object, Kube]] = {}
+        self._verified: set[tuple[uuid.UUID, object]] = set()  # (cluster, version) whose credentials load
         self.health: dict[str, Health] = {}
         self.namespaces: set[tuple[str, str]] = set()  # (cluster, namespace) known to exist
         self._lock = asyncio.Lock()
@@ -68,9 +76,38 @@ class ClusterRegistry:
                 return cached[1]
             if cached:
                 await cached[1].close()
-            kube = self._factory(self.credentials(cluster))
+            try:
+                kube = self._factory(self.credentials(cluster))
+            except Exception as exc:  # ssl.SSLError, a key that no longer opens (InvalidTag), a file
+                raise await self._unusable(cluster, exc) from exc
             self._clients[cluster.id] = (version, kube)
             return kube
+
+    async def _unusable(self, cluster: Cluster, exc: Exception) -> BadCredentials:
+        """Building a client makes no call, so whatever it fails on is the stored configuration: a problem
+        for this cluster alone (503 naming it and the field, its health down), never a 500 or the others'."""
+        problems = await asyncio.to_thread(self._problems, cluster)
+        error = BadCredentials(cluster.name, _summary(problems) or _why(exc))
+        self.failed(error)
+        return error
+
+    async def verify(self, cluster: Cluster) -> Health | None:
+        """What Kepler knows of the cluster: its last call, or, for one not called yet, whether its
+        credentials load at all (checked once per version, off the event loop, without calling it)."""
+        key = (cluster.id, cluster.updated_at)
+        if cluster.name not in self.health and key not in self._verified:
+            problems = await asyncio.to_thread(self._problems, cluster)
+            if problems:
+                self.failed(BadCredentials(cluster.name, _summary(problems)))
+            self._verified.add(key)
+        return self.health.get(cluster.name)
+
+    def _problems(self, cluster: Cluster) -> dict[str, str]:
+        try:
+            creds = self.credentials(cluster)
+        except Exception as exc:  # sealed under another platform key
+            return {"credentials": f"do not open: {_why(exc)}"}
+        return tls_problems(creds.ca_data, creds.client_cert, creds.client_key)
 
     async def for_namespace(self, session: AsyncSession, namespace: str, default: str | None) -> Kube:
         cluster = await cluster_of(session, namespace, default)
@@ -86,8 +123,9 @@ class ClusterRegistry:
     def failed(self, error: ClusterUnavailable) -> None:
         self.health[error.cluster] = Health(False, error.detail or "unreachable", time.monotonic())
 
-    async def forget(self, cluster_id: uuid.UUID) -> None:
-        cached = self._clients.pop(cluster_id, None)
+    async def forget(self, cluster: Cluster) -> None:
+        self.health.pop(cluster.name, None)
+        cached = self._clients.pop(cluster.id, None)
         if cached:
             await cached[1].close()
 
@@ -110,6 +148,30 @@ async def cluster_of(session: AsyncSession, namespace: str, default: str | None)
             f"Namespace '{namespace}' is bound to no cluster, and no default cluster is configured."
         )
     return cluster
+
+
+async def placement(
+    session: AsyncSession, registry: ClusterRegistry, namespace: Namespace, default: str | None
+) -> NamespaceCluster | None:
+    """The namespace's cluster and what this process knows of it; None when it is bound to none at all."""
+    if namespace.cluster_id is not None:
+        cluster = await session.get(Cluster, namespace.cluster_id)
+    else:
+        cluster = await session.scalar(select(Cluster).where(Cluster.name == default)) if default else None
+    if cluster is None:
+        return None
+    health = await registry.verify(cluster)
+    return NamespaceCluster(
+        name=cluster.name, reachable=health.ok if health else None, detail=health.detail if health else None
+    )
+
+
+def _summary(problems: dict[str, str]) -> str:
+    return "; ".join(f"`{field}` {why}" for field, why in problems.items())
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _read(path: str) -> str | None:
