@@ -77,9 +77,12 @@ def cluster_registry(settings: AppServiceSettings) -> ClusterRegistry:
 async def preload_kubernetes_client(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
     """Loads kubernetes-asyncio off the event loop, but only when clusters are registered: without any,
     the process never pays its ~100 MB; with some, the first deploy does not wait for the import."""
-    async with sessionmaker() as session:
-        if not await session.scalar(select(func.count()).select_from(Cluster)):
-            return False
+    try:
+        async with sessionmaker() as session:
+            if not await session.scalar(select(func.count()).select_from(Cluster)):
+                return False
+    except Exception:  # Postgres away at start: load it anyway rather than fail readiness for good
+        log.warning("clusters_unknown_loading_kubernetes_client", exc_info=True)
     await asyncio.to_thread(importlib.import_module, "kepler_app_service.kube.client")
     return True
 

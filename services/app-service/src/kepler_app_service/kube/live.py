@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,10 +19,17 @@ from kepler_app_service.releases.manifests import MANAGED_BY, RELEASE_ANNOTATION
 from kepler_app_service.releases.rollout import rollout_status
 from kepler_db import App, Cluster, Namespace
 from kepler_kit.logging import get_logger
+from kepler_kit.metrics import REGISTRY
 
 log = get_logger(__name__)
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 FLUSH_SECONDS = 0.5
+ERRORS = Counter(
+    "kepler_live_status_errors_total",
+    "Live-status failures: rescans and flushes (Postgres), watches (by cluster); each is retried",
+    ["stage", "cluster"],
+    registry=REGISTRY,
+)
 Key = tuple[str, str]  # (namespace, app)
 
 
@@ -67,24 +75,27 @@ class LiveStatus:
         self._relisted: dict[uuid.UUID, tuple[Cluster, set[Key]]] = {}  # what a LIST found, by cluster
         self._tasks: dict[uuid.UUID, tuple[object, asyncio.Task[None]]] = {}  # by cluster: (version, watch)
 
-    async def run(self, rescan_seconds: float = 30.0) -> None:
+    async def run(self, rescan_seconds: float = 30.0, retry_seconds: float = 5.0) -> None:
         """Keeps one watcher per registered cluster, picking up clusters added, changed or removed later."""
         flusher = asyncio.create_task(self._flush_forever())
         try:
             while True:
-                await self._rescan_once()
-                await asyncio.sleep(rescan_seconds)
+                scanned = await self._rescan_once()
+                await asyncio.sleep(rescan_seconds if scanned else min(retry_seconds, rescan_seconds))
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await self.stop()
 
-    async def _rescan_once(self) -> None:
+    async def _rescan_once(self) -> bool:
         try:
             await self.rescan()
-        except Exception:  # Postgres away: the watches go on, and the next rescan tries again
+        except Exception:  # Postgres away: the watches go on, and the rescan is tried again soon
+            ERRORS.labels("rescan", "").inc()
             log.exception("live_status_rescan_failed")
+            return False
+        return True
 
     async def stop(self) -> None:
         for _, task in self._tasks.values():
@@ -112,6 +123,7 @@ class LiveStatus:
                 kube = await self._registry.client(cluster)  # bad credentials fail this cluster only
                 if version is None:
                     version = await self._relist(kube, cluster)
+                    self._registry.reached(cluster.name)
                 async for kind, obj in kube.watch("Deployment", None, version, label_selector=SELECTOR):
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
@@ -128,6 +140,7 @@ class LiveStatus:
     def _failed(self, cluster: Cluster, exc: Exception) -> None:
         error = exc if isinstance(exc, ClusterUnavailable) else ClusterUnavailable(cluster.name, _named(exc))
         self._registry.failed(error)
+        ERRORS.labels("watch", cluster.name).inc()
         log.warning("live_status_watch_failed", cluster=cluster.name, error=error.detail)
 
     async def _relist(self, kube: Kube, cluster: Cluster) -> str:
@@ -150,6 +163,7 @@ class LiveStatus:
             try:
                 await self.flush()
             except Exception:  # the batch is kept and written with the next one; never fatal
+                ERRORS.labels("flush", "").inc()
                 log.exception("live_status_flush_failed")
 
     async def flush(self) -> int:
