@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kepler_kit.errors import ServiceUnavailable
+from kepler_kit.errors import Conflict, ServiceUnavailable
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kepler"
@@ -32,6 +32,15 @@ class BadCredentials(ClusterUnavailable):
 
     def __init__(self, cluster: str, why: str) -> None:
         super().__init__(cluster, f"bad credentials ({why})")
+
+
+class NotInCluster(Conflict):
+    def __init__(self, cluster: str, kind: str, namespace: str, name: str) -> None:
+        super().__init__(
+            f"{kind} '{namespace}/{name}' is not in cluster '{cluster}' (deleted outside Kepler?); "
+            "deploy to create it again.",
+            cluster=cluster,
+        )
 
 
 class WatchExpired(Exception):
