@@ -22,6 +22,7 @@ from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Cluster, User
 from kepler_kit.testing.identities import Minter
 from kepler_kit.testing.services import service_client
+from kepler_kubefake import KubeFake
 
 CLUSTERS = "/api/v1/clusters"
 PROBLEM = "application/problem+json"
@@ -157,10 +158,31 @@ class TestCredentialsThatDoNotLoad:
         checks = {c["name"]: c for c in ready.json()["checks"]}
         assert checks["clusters"]["detail"].startswith("unreachable: broken (")
         assert "ca_data" in checks["clusters"]["detail"]
+        listed = (await client.get(CLUSTERS)).json()["items"]
+        assert [(c["name"], c["reachable"]) for c in listed] == [("broken", False)]
         namespace = (await client.get("/api/v1/namespaces/team-a")).json()
         assert namespace["cluster"]["name"] == "broken"
         assert namespace["cluster"]["reachable"] is False
         assert "ca_data" in namespace["cluster"]["detail"]
+
+
+class TestClusterRefusesTheCredentials:
+    async def test_a_wrong_token_is_unreachable_never_a_500(self, client: httpx.AsyncClient) -> None:
+        """The client read the API server's 401 Status as data: the check said reachable (it asked the
+        public `/version`) and listing pods failed with a KeyError, a 500."""
+        async with KubeFake.start(token="the-right-one") as fake:
+            body = {"name": "prod", "api_url": fake.url, "token": "a-wrong-one"}
+            created = (await client.post(CLUSTERS, json=body)).json()
+            checked = (await client.post(f"{CLUSTERS}/{created['id']}/check")).json()
+            assert checked["reachable"] is False
+            assert "401" in checked["detail"]
+            ns = {"name": "team-a", "cluster": "prod"}
+            assert (await client.post("/api/v1/namespaces", json=ns)).status_code == 201
+            app = {"name": "web", "git_url": "https://g.example/web.git"}
+            assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
+            pods = await client.get("/api/v1/namespaces/team-a/apps/web/pods")
+            assert (pods.status_code, pods.headers["content-type"]) == (503, PROBLEM), pods.text
+            assert pods.json()["cluster"] == "prod"
 
 
 class TestReadiness:

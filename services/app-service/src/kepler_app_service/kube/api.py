@@ -86,7 +86,10 @@ class Cluster(BaseModel):
     simulated: bool
     has_token: bool
     has_client_certificate: bool
-    reachable: bool | None = Field(description="What the last call to it found; null when never called")
+    reachable: bool | None = Field(
+        description="What the last call to it found (false too when its credentials do not load); "
+        "null when not called yet"
+    )
     detail: str | None
 
 
@@ -94,8 +97,8 @@ class ClusterPage(Page[Cluster]):
     pass
 
 
-def _out(row: ClusterRow, registry: ClusterRegistry) -> Cluster:
-    health = registry.health.get(row.name)
+async def _out(row: ClusterRow, registry: ClusterRegistry) -> Cluster:
+    health = await registry.verify(row)
     return Cluster(
         id=row.id,
         name=row.name,
@@ -143,7 +146,7 @@ async def create_cluster(
         target_type="cluster",
         target=row.name,
     )
-    return _out(row, registry)
+    return await _out(row, registry)
 
 
 async def _credentials_load(body: ClusterCreate) -> None:
@@ -166,7 +169,8 @@ async def list_clusters(
 ) -> ClusterPage:
     rows = await repository.list_clusters(session, page.limit, page.after)
     registry: ClusterRegistry = request.state.clusters
-    return page_of(ClusterPage, rows, page.limit, lambda row: [row.name], lambda row: _out(row, registry))
+    out = {row.id: await _out(row, registry) for row in rows[: page.limit]}
+    return page_of(ClusterPage, rows, page.limit, lambda row: [row.name], lambda row: out[row.id])
 
 
 @router.post(
@@ -186,7 +190,7 @@ async def check_cluster(
         registry.reached(row.name)
     except ClusterUnavailable as exc:
         registry.failed(exc)
-    return _out(row, registry)
+    return await _out(row, registry)
 
 
 @router.delete(
