@@ -1,6 +1,7 @@
 """Clusters as an admin sees them: credentials checked when registered, a cluster whose credentials cannot be
 used reported (never a 500), and clusters that namespaces run on kept from deletion."""
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -186,6 +187,23 @@ class TestClusterRefusesTheCredentials:
 
 
 class TestReadiness:
+    async def test_a_cluster_that_does_not_answer_is_reported(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        """Readiness reported only what earlier calls had found: "all reachable" for a cluster nothing had
+        called. It now calls clusters it has not heard from, in the background, and says what they said."""
+        session.add(Cluster(name="down", api_url=f"http://127.0.0.1:{free_port()}"))
+        await session.flush()
+        detail = ""
+        for _ in range(200):
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200
+            detail = {c["name"]: c for c in ready.json()["checks"]}["clusters"]["detail"]
+            if detail.startswith("unreachable: down ("):
+                break
+            await asyncio.sleep(0.05)
+        assert detail.startswith("unreachable: down ("), detail
+
     async def test_database_down_is_a_failed_check_not_a_500(
         self, settings_overrides: dict[str, Any], arq: ArqRedis
     ) -> None:

@@ -46,9 +46,14 @@ async def clusters_check(state: dict[str, Any]) -> Check:
             clusters = await repository.all_clusters(session)
     except Exception as exc:  # as the kit's database check: the reason is shown, never raised
         return Check(name="clusters", ok=False, detail=f"cannot read the clusters: {type(exc).__name__}")
+    for cluster in clusters:
+        registry.probe(cluster)
     healths = [(cluster.name, await registry.verify(cluster)) for cluster in clusters]
     down = [f"{name} ({health.detail})" for name, health in healths if health and not health.ok]
-    detail = f"unreachable: {'; '.join(down)}" if down else "all reachable"
+    unknown = [name for name, health in healths if health is None]
+    parts = [f"unreachable: {'; '.join(down)}"] if down else []
+    parts += [f"not called yet: {', '.join(unknown)}"] if unknown else []
+    detail = "; ".join(parts) or "all reachable"
     simulated = [cluster.name for cluster in clusters if cluster.simulated]
     if simulated:
         detail += f"; SIMULATED (sandbox, nothing really runs): {', '.join(simulated)}"

@@ -1,6 +1,7 @@
 """One pooled client per cluster, built on first use and reused; what each cluster last answered."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class ClusterRegistry:
         self._box, self._factory = box, factory
         self._clients: dict[uuid.UUID, tuple[object, Kube]] = {}
         self._verified: set[tuple[uuid.UUID, object]] = set()  # (cluster, version) whose credentials load
+        self._probes: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.health: dict[str, Health] = {}
         self.namespaces: set[tuple[str, str]] = set()  # (cluster, namespace) known to exist
         self._lock = asyncio.Lock()
@@ -102,6 +104,25 @@ class ClusterRegistry:
             self._verified.add(key)
         return self.health.get(cluster.name)
 
+    def probe(self, cluster: Cluster, every: float = 30.0) -> None:
+        """Calls a cluster not heard from in `every` seconds, in the background: readiness then reports what
+        clusters answer without waiting on one (the call's own bound is the client's timeout)."""
+        health = self.health.get(cluster.name)
+        if (health and time.monotonic() - health.checked_at < every) or cluster.id in self._probes:
+            return
+        task = asyncio.create_task(self._probe(cluster))
+        self._probes[cluster.id] = task
+        task.add_done_callback(lambda _: self._probes.pop(cluster.id, None))
+
+    async def _probe(self, cluster: Cluster) -> None:
+        try:
+            await (await self.client(cluster)).ping()
+            self.reached(cluster.name)
+        except ClusterUnavailable as exc:
+            self.failed(exc)
+        except Exception as exc:  # any other answer to a plain LIST: not a cluster Kepler can use
+            self.failed(ClusterUnavailable(cluster.name, _why(exc)[:200]))
+
     def _problems(self, cluster: Cluster) -> dict[str, str]:
         try:
             creds = self.credentials(cluster)
@@ -130,6 +151,10 @@ class ClusterRegistry:
             await cached[1].close()
 
     async def close(self) -> None:
+        for probe in list(self._probes.values()):
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         for _, kube in self._clients.values():
             await kube.close()
         self._clients.clear()
