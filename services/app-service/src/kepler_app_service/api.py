@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from kepler_app_service import service
+from kepler_app_service.kube.registry import placement
 from kepler_app_service.releases.api import remove_objects, was_deployed
 from kepler_app_service.schemas import (
     App,
@@ -72,9 +73,13 @@ async def list_namespaces(
 
 @namespaces.get("/{namespace}", responses=error_responses(*DENIED), summary="Get a namespace")
 async def get_namespace(
-    namespace: NamespaceName, session: DbSession, _: Access = require(Action.namespace_view)
+    namespace: NamespaceName, request: Request, session: DbSession, _: Access = require(Action.namespace_view)
 ) -> Namespace:
-    return Namespace.model_validate(await service.get_namespace(session, namespace))
+    row = await service.get_namespace(session, namespace)
+    out = Namespace.model_validate(row)
+    default = request.state.settings.default_cluster
+    out.cluster = await placement(session, request.state.clusters, row, default)
+    return out
 
 
 @namespaces.patch(

@@ -6,16 +6,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from kepler_app_service.api import apps, members, namespaces
+from kepler_app_service.kube import repository
 from kepler_app_service.kube.api import router as clusters
+from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases.api import namespace_router as imports
 from kepler_app_service.releases.api import router as releases
 from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import cluster_registry, preload_kubernetes_client
-from kepler_db import Cluster
 from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 
@@ -35,15 +35,26 @@ def _clusters_lifespan(settings: AppServiceSettings) -> Any:
 
 
 async def clusters_check(state: dict[str, Any]) -> Check:
-    """Reports clusters that failed their last call; one cluster down does not make the service unready."""
+    """Reports clusters that failed their last call or whose credentials do not load; one cluster down does
+    not make the service unready, but a database it cannot read does (never a 500: readiness reports)."""
     loaded, _ = await asyncio.wait({state["kube_client_loaded"]}, timeout=1.5)
     if not loaded:
         return Check(name="clusters", ok=False, detail="loading the Kubernetes client")
-
-    down = sorted(name for name, health in state["clusters"].health.items() if not health.ok)
-    detail = f"unreachable: {', '.join(down)}" if down else "all reachable"
-    async with state["sessionmaker"]() as session:
-        simulated = list(await session.scalars(select(Cluster.name).where(Cluster.simulated)))
+    registry: ClusterRegistry = state["clusters"]
+    try:
+        async with state["sessionmaker"]() as session:
+            clusters = await repository.all_clusters(session)
+    except Exception as exc:  # as the kit's database check: the reason is shown, never raised
+        return Check(name="clusters", ok=False, detail=f"cannot read the clusters: {type(exc).__name__}")
+    for cluster in clusters:
+        registry.probe(cluster)
+    healths = [(cluster.name, await registry.verify(cluster)) for cluster in clusters]
+    down = [f"{name} ({health.detail})" for name, health in healths if health and not health.ok]
+    unknown = [name for name, health in healths if health is None]
+    parts = [f"unreachable: {'; '.join(down)}"] if down else []
+    parts += [f"not called yet: {', '.join(unknown)}"] if unknown else []
+    detail = "; ".join(parts) or "all reachable"
+    simulated = [cluster.name for cluster in clusters if cluster.simulated]
     if simulated:
         detail += f"; SIMULATED (sandbox, nothing really runs): {', '.join(simulated)}"
     return Check(name="clusters", ok=True, detail=detail)

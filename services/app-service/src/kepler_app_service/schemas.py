@@ -64,6 +64,14 @@ class NamespaceUpdate(Strict):
     require_deploy_approval: bool | None = Field(None, description="Whether deploys wait for a maintainer")
 
 
+class NamespaceCluster(BaseModel):
+    name: str
+    reachable: bool | None = Field(
+        description="False when its last call failed or its credentials do not load; null when not called yet"
+    )
+    detail: str | None
+
+
 class Namespace(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -76,6 +84,9 @@ class Namespace(BaseModel):
     require_deploy_approval: bool
     created_at: datetime
     updated_at: datetime
+    cluster: NamespaceCluster | None = Field(
+        None, description="Where it runs and what Kepler last found there; given when one namespace is read"
+    )
 
 
 class Port(Strict):

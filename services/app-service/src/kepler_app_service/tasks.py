@@ -77,9 +77,12 @@ def cluster_registry(settings: AppServiceSettings) -> ClusterRegistry:
 async def preload_kubernetes_client(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
     """Loads kubernetes-asyncio off the event loop, but only when clusters are registered: without any,
     the process never pays its ~100 MB; with some, the first deploy does not wait for the import."""
-    async with sessionmaker() as session:
-        if not await session.scalar(select(func.count()).select_from(Cluster)):
-            return False
+    try:
+        async with sessionmaker() as session:
+            if not await session.scalar(select(func.count()).select_from(Cluster)):
+                return False
+    except Exception:  # Postgres away at start: load it anyway rather than fail readiness for good
+        log.warning("clusters_unknown_loading_kubernetes_client", exc_info=True)
     await asyncio.to_thread(importlib.import_module, "kepler_app_service.kube.client")
     return True
 
@@ -87,8 +90,9 @@ async def preload_kubernetes_client(sessionmaker: async_sessionmaker[AsyncSessio
 async def _open_clients(ctx: WorkerContext) -> None:
     """The cluster clients, and the watch that keeps every app's live status in Postgres."""
     await preload_kubernetes_client(ctx["sessionmaker"])
-    registry = cluster_registry(_settings(ctx))
-    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry).run())
+    settings = _settings(ctx)
+    registry = cluster_registry(settings)
+    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry, settings.default_cluster).run())
     ctx["clients"] = {"clusters": registry, "live_status": live}
 
 

@@ -1,26 +1,45 @@
 """Clusters (platform admins): where namespaces run. Credentials go in sealed and never come back out."""
 
+import asyncio
+import re
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import func, select
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from kepler_app_service.kube.base import ClusterUnavailable
+from kepler_app_service.kube import repository
+from kepler_app_service.kube.base import ClusterUnavailable, tls_problems
 from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_db import Cluster as ClusterRow
-from kepler_db import Namespace
 from kepler_kit.access import Access, require
 from kepler_kit.audit import record_audit
 from kepler_kit.db import DbSession
-from kepler_kit.errors import Conflict, Forbidden, NotFound, Unauthorized, error_responses
+from kepler_kit.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    error_responses,
+)
 from kepler_kit.names import NamespaceName
+from kepler_kit.pagination import Page, PageParams, page_of
 from kepler_kit.permissions import Action
 from kepler_kit.text import Multiline, Secret, SingleLine
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 DENIED = (Unauthorized, Forbidden)
+_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 Pem = Annotated[
     str,
     StringConstraints(max_length=16384, pattern=r"^-----BEGIN [A-Z ]+-----[\s\S]+-----END [A-Z ]+-----\s*$"),
@@ -43,6 +62,14 @@ class ClusterCreate(BaseModel):
     client_cert: Pem | None = None
     client_key: Secret | None = Field(None, max_length=16384)
 
+    @field_validator("token")
+    @classmethod
+    def _bearer_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """RFC 6750's b64token: anything else would break the Authorization header of every call."""
+        if token is not None and not _B64TOKEN.match(token.get_secret_value()):
+            raise ValueError("must be a bearer token (letters, digits and -._~+/, then optional =)")
+        return token
+
     @model_validator(mode="after")
     def _one_way_in(self) -> "ClusterCreate":
         if self.in_cluster == bool(self.api_url):
@@ -62,12 +89,19 @@ class Cluster(BaseModel):
     simulated: bool
     has_token: bool
     has_client_certificate: bool
-    reachable: bool | None = Field(description="What the last call to it found; null when never called")
+    reachable: bool | None = Field(
+        description="What the last call to it found (false too when its credentials do not load); "
+        "null when not called yet"
+    )
     detail: str | None
 
 
-def _out(row: ClusterRow, registry: ClusterRegistry) -> Cluster:
-    health = registry.health.get(row.name)
+class ClusterPage(Page[Cluster]):
+    pass
+
+
+async def _out(row: ClusterRow, registry: ClusterRegistry) -> Cluster:
+    health = await registry.verify(row)
     return Cluster(
         id=row.id,
         name=row.name,
@@ -84,15 +118,16 @@ def _out(row: ClusterRow, registry: ClusterRegistry) -> Cluster:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(*DENIED, Conflict),
+    responses=error_responses(*DENIED, Conflict, ValidationFailed),
     summary="Register a cluster",
 )
 async def create_cluster(
     body: ClusterCreate, request: Request, session: DbSession, access: Access = require(Action.cluster_manage)
 ) -> Cluster:
     registry: ClusterRegistry = request.state.clusters
-    if await session.scalar(select(func.count()).where(ClusterRow.name == body.name)):
+    if await repository.name_taken(session, body.name):
         raise Conflict(f"A cluster named '{body.name}' exists.")
+    await _credentials_load(body)
     row = ClusterRow(
         name=body.name,
         api_url=body.api_url,
@@ -114,15 +149,31 @@ async def create_cluster(
         target_type="cluster",
         target=row.name,
     )
-    return _out(row, registry)
+    return await _out(row, registry)
 
 
-@router.get("", responses=error_responses(*DENIED), summary="List clusters and whether they answer")
+async def _credentials_load(body: ClusterCreate) -> None:
+    """Builds the TLS context the client will build, now: a certificate or key that does not load is the
+    caller's error on that field, not a failure of every later call to the cluster."""
+    key = body.client_key.get_secret_value() if body.client_key else None
+    problems = await asyncio.to_thread(tls_problems, body.ca_data, body.client_cert, key)
+    if problems:
+        raise ValidationFailed(
+            "; ".join(f"body.{field}: {why}" for field, why in problems.items()),
+            errors=[{"loc": ["body", f], "msg": why, "type": "credentials"} for f, why in problems.items()],
+        )
+
+
+@router.get(
+    "", responses=error_responses(*DENIED, BadRequest), summary="List clusters and whether they answer"
+)
 async def list_clusters(
-    request: Request, session: DbSession, _: Access = require(Action.cluster_manage)
-) -> list[Cluster]:
-    rows = await session.scalars(select(ClusterRow).order_by(ClusterRow.name))
-    return [_out(row, request.state.clusters) for row in rows]
+    request: Request, session: DbSession, page: PageParams, _: Access = require(Action.cluster_manage)
+) -> ClusterPage:
+    rows = await repository.list_clusters(session, page.limit, page.key(str))
+    registry: ClusterRegistry = request.state.clusters
+    out = {row.id: await _out(row, registry) for row in rows[: page.limit]}
+    return page_of(ClusterPage, rows, page.limit, lambda row: [row.name], lambda row: out[row.id])
 
 
 @router.post(
@@ -142,7 +193,7 @@ async def check_cluster(
         registry.reached(row.name)
     except ClusterUnavailable as exc:
         registry.failed(exc)
-    return _out(row, registry)
+    return await _out(row, registry)
 
 
 @router.delete(
@@ -160,10 +211,9 @@ async def delete_cluster(
     row = await session.get(ClusterRow, cluster_id)
     if row is None:
         raise NotFound("No such cluster.")
-    if await session.scalar(select(func.count()).where(Namespace.cluster_id == cluster_id)):
-        raise Conflict(f"Namespaces still run on '{row.name}'.")
+    await _unused(session, row, request.state.settings.default_cluster)
     await session.delete(row)
-    await request.state.clusters.forget(cluster_id)
+    await request.state.clusters.forget(row)
     record_audit(
         session,
         access.principal,
@@ -172,3 +222,17 @@ async def delete_cluster(
         target_type="cluster",
         target=row.name,
     )
+
+
+async def _unused(session: DbSession, row: ClusterRow, default: str | None) -> None:
+    """Deleting a cluster in use would strand its namespaces (and their running apps) without a cluster."""
+    is_default = row.name == default
+    using = await repository.namespaces_on(session, row.id, is_default)
+    if is_default:
+        raise Conflict(
+            f"'{row.name}' is the platform's default cluster (KEPLER_APP_SERVICE_DEFAULT_CLUSTER)"
+            + (f"; namespaces on it: {', '.join(using)}." if using else "."),
+            namespaces=using,
+        )
+    if using:
+        raise Conflict(f"Namespaces still run on '{row.name}': {', '.join(using)}.", namespaces=using)

@@ -1,11 +1,15 @@
 """What app-service knows of Kubernetes without loading kubernetes-asyncio (about 100 MB of models):
 the errors, the credentials, the `Kube` protocol and the REST paths. The client itself loads on first use."""
 
+import re
+import ssl
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from kepler_kit.errors import ServiceUnavailable
+from kepler_kit.errors import Conflict, ServiceUnavailable
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kepler"
@@ -18,6 +22,25 @@ class ClusterUnavailable(ServiceUnavailable):
     def __init__(self, cluster: str, why: str) -> None:
         super().__init__(f"Cluster '{cluster}' cannot be reached: {why}.", cluster=cluster)
         self.cluster = cluster
+
+
+class BadCredentials(ClusterUnavailable):
+    """The stored credentials do not load (a CA or client certificate that is not one, a key that does not
+    match): no call can be made until an admin replaces them."""
+
+    title = "Cluster credentials unusable"
+
+    def __init__(self, cluster: str, why: str) -> None:
+        super().__init__(cluster, f"bad credentials ({why})")
+
+
+class NotInCluster(Conflict):
+    def __init__(self, cluster: str, kind: str, namespace: str, name: str) -> None:
+        super().__init__(
+            f"{kind} '{namespace}/{name}' is not in cluster '{cluster}' (deleted outside Kepler?); "
+            "deploy to create it again.",
+            cluster=cluster,
+        )
 
 
 class WatchExpired(Exception):
@@ -33,6 +56,43 @@ class ClusterCredentials:
     client_cert: str | None = None
     client_key: str | None = None
     insecure_skip_tls_verify: bool = False
+
+
+def tls_problems(ca_data: str | None, client_cert: str | None, client_key: str | None) -> dict[str, str]:
+    """What kubernetes-asyncio does when it builds a client (`RESTClientObject`: `create_default_context`,
+    `load_cert_chain`), done ahead: the field that does not load, and why. Blocking (files, parsing)."""
+    problems: dict[str, str] = {}
+    if ca_data and (why := _loads_as_certificate(ca_data)):
+        problems["ca_data"] = why
+    if client_cert and (why := _loads_as_certificate(client_cert)):
+        problems["client_cert"] = why
+    elif client_cert and client_key and (why := _loads_as_key_pair(client_cert, client_key)):
+        problems["client_key"] = why
+    return problems
+
+
+def _loads_as_certificate(pem: str) -> str | None:
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        return f"does not load as a PEM certificate: {_reason(exc)}"
+    return None
+
+
+def _loads_as_key_pair(cert: str, key: str) -> str | None:
+    with tempfile.TemporaryDirectory(prefix="kepler-") as private:  # mode 0700: only we read the key
+        cert_file, key_file = Path(private, "cert.pem"), Path(private, "key.pem")
+        cert_file.write_text(cert)
+        key_file.write_text(key)
+        try:  # an encrypted key gets an empty password rather than a terminal prompt
+            ssl.create_default_context().load_cert_chain(cert_file, key_file, password=lambda: b"")
+        except (ssl.SSLError, ValueError) as exc:
+            return f"does not load as the certificate's private key: {_reason(exc)}"
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    return re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc))
 
 
 class Kube(Protocol):

@@ -18,8 +18,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kepler_app_service.kube.base import (
     APPLY_PATCH,
     FIELD_MANAGER,
+    BadCredentials,
     ClusterCredentials,
     ClusterUnavailable,
+    NotInCluster,
     Obj,
     WatchExpired,
     rest_path,
@@ -34,7 +36,11 @@ class KubernetesCluster:
     ) -> None:
         self.name = credentials.name
         self._files: list[Path] = []
-        self._api = client.ApiClient(self._configuration(credentials))
+        try:
+            self._api = client.ApiClient(self._configuration(credentials))
+        except BaseException:  # credentials that do not load (ssl.SSLError): leave no key file behind
+            self._remove_files()
+            raise
         self._timeout, self._watch_seconds = timeout, watch_seconds
 
     def _configuration(self, creds: ClusterCredentials) -> client.Configuration:
@@ -60,7 +66,7 @@ class KubernetesCluster:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            return await self._api.call_api(
+            response = await self._api.call_api(
                 path,
                 method,
                 auth_settings=["BearerToken"],
@@ -70,6 +76,24 @@ class KubernetesCluster:
             )
         except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
             raise ClusterUnavailable(self.name, type(exc).__name__) from exc
+        return await self._checked(response)
+
+    async def _checked(self, response: Any) -> Any:
+        """`_preload_content=False` hands back error bodies as if they were objects (a 401's Status read as an
+        empty Deployment list): every non-2xx becomes an error here. A cluster that refuses Kepler's
+        credentials or fails is unavailable (503 naming it); other answers raise `ApiException`."""
+        if 200 <= response.status <= 299:
+            return response
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        status, reason = response.status, _message(body) or response.reason
+        if status in (401, 403):
+            raise BadCredentials(self.name, f"the API server answered {status}: {reason}")
+        if status == 429 or status >= 500:
+            raise ClusterUnavailable(self.name, f"the API server answered {status}: {reason}")
+        raise ApiException(status=status, reason=reason)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         response = await self._call(method, path, **kwargs)
@@ -95,13 +119,18 @@ class KubernetesCluster:
     async def apply_scale(self, namespace: str, name: str, replicas: int) -> Obj:
         """Through the scale subresource, as `kepler-scale`: the next release's apply takes replicas back."""
         path = rest_path("Deployment", namespace, name) + "/scale"
-        return await self._json(
-            "PATCH",
-            path,
-            query_params=[("fieldManager", f"{FIELD_MANAGER}-scale")],
-            body={"spec": {"replicas": replicas}},
-            header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-        )
+        try:
+            return await self._json(
+                "PATCH",
+                path,
+                query_params=[("fieldManager", f"{FIELD_MANAGER}-scale")],
+                body={"spec": {"replicas": replicas}},
+                header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotInCluster(self.name, "Deployment", namespace, name) from exc
+            raise
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:
@@ -151,13 +180,15 @@ class KubernetesCluster:
         query += [("fieldSelector", field_selector)] if field_selector else []
         query += [("labelSelector", label_selector)] if label_selector else []
         try:
-            response = await self._api.call_api(
-                rest_path(kind, namespace),
-                "GET",
-                query_params=query,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                header_params={"Accept": "application/json"},
+            response = await self._checked(
+                await self._api.call_api(
+                    rest_path(kind, namespace),
+                    "GET",
+                    query_params=query,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    header_params={"Accept": "application/json"},
+                )
             )
         except ApiException as exc:
             if exc.status == 410:
@@ -175,14 +206,33 @@ class KubernetesCluster:
             response.release()
 
     async def ping(self) -> None:
-        """Raises ClusterUnavailable when the API server does not answer."""
-        await self._json("GET", "/version", header_params={"Accept": "application/json"})
+        """Raises ClusterUnavailable when the API server does not answer or refuses Kepler's credentials:
+        so not `/version`, which anonymous users may read, but a LIST Kepler needs anyway (namespaces)."""
+        await self._json(
+            "GET",
+            "/api/v1/namespaces",
+            query_params=[("limit", "1")],
+            header_params={"Accept": "application/json"},
+        )
 
     async def close(self) -> None:
         await self._api.close()
+        self._remove_files()
+
+    def _remove_files(self) -> None:
         for path in self._files:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _message(body: bytes) -> str | None:
+    """The `message` of the Status object Kubernetes answers errors with."""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return None
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message) if message else None
 
 
 def _event(event: Obj) -> tuple[str, Obj]:

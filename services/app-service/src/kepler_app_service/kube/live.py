@@ -4,10 +4,13 @@ manages, folded into `apps.live` in batches. Listing 10,000 apps reads Postgres 
 import asyncio
 import contextlib
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from prometheus_client import Counter
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.kube.base import ClusterUnavailable, Kube, WatchExpired
@@ -16,10 +19,17 @@ from kepler_app_service.releases.manifests import MANAGED_BY, RELEASE_ANNOTATION
 from kepler_app_service.releases.rollout import rollout_status
 from kepler_db import App, Cluster, Namespace
 from kepler_kit.logging import get_logger
+from kepler_kit.metrics import REGISTRY
 
 log = get_logger(__name__)
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 FLUSH_SECONDS = 0.5
+ERRORS = Counter(
+    "kepler_live_status_errors_total",
+    "Live-status failures: rescans and flushes (Postgres), watches (by cluster); each is retried",
+    ["stage", "cluster"],
+    registry=REGISTRY,
+)
 Key = tuple[str, str]  # (namespace, app)
 
 
@@ -37,87 +47,176 @@ def live_of(deployment: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-class LiveStatus:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], registry: ClusterRegistry) -> None:
-        self._sessionmaker, self._registry = sessionmaker, registry
-        self._pending: dict[Key, dict[str, Any]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds before a failed cluster's next try: doubling from `first`, never more than `cap`."""
 
-    async def run(self, rescan_seconds: float = 30.0) -> None:
-        """Keeps one watcher per registered cluster, picking up clusters added later."""
+    first: float = 1.0
+    cap: float = 60.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.cap, self.first * 2 ** min(failures - 1, 32)))
+
+
+class LiveStatus:
+    """Each cluster's watch is its own task: a cluster that cannot be reached, or whose credentials do not
+    load, reports its state in the registry and retries with a capped backoff while the others carry on."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        registry: ClusterRegistry,
+        default_cluster: str | None = None,
+        retry: Backoff | None = None,
+    ) -> None:
+        self._sessionmaker, self._registry = sessionmaker, registry
+        self._default, self._retry = default_cluster, retry or Backoff()
+        self._pending: dict[Key, dict[str, Any]] = {}
+        self._relisted: dict[uuid.UUID, tuple[Cluster, set[Key]]] = {}  # what a LIST found, by cluster
+        self._tasks: dict[uuid.UUID, tuple[object, asyncio.Task[None]]] = {}  # by cluster: (version, watch)
+
+    async def run(self, rescan_seconds: float = 30.0, retry_seconds: float = 5.0) -> None:
+        """Keeps one watcher per registered cluster, picking up clusters added, changed or removed later."""
         flusher = asyncio.create_task(self._flush_forever())
         try:
             while True:
-                await self.rescan()
-                await asyncio.sleep(rescan_seconds)
+                scanned = await self._rescan_once()
+                await asyncio.sleep(rescan_seconds if scanned else min(retry_seconds, rescan_seconds))
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await self.stop()
 
+    async def _rescan_once(self) -> bool:
+        try:
+            await self.rescan()
+        except Exception:  # Postgres away: the watches go on, and the rescan is tried again soon
+            ERRORS.labels("rescan", "").inc()
+            log.exception("live_status_rescan_failed")
+            return False
+        return True
+
     async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for _, task in self._tasks.values():
+            await _cancel(task)
         self._tasks.clear()
 
     async def rescan(self) -> None:
         async with self._sessionmaker() as session:
-            clusters = list(await session.scalars(select(Cluster)))
-        for cluster in clusters:
-            if cluster.name not in self._tasks or self._tasks[cluster.name].done():
-                kube = await self._registry.client(cluster)
-                self._tasks[cluster.name] = asyncio.create_task(self._watch_cluster(kube))
+            clusters = {cluster.id: cluster for cluster in await session.scalars(select(Cluster))}
+        for cluster_id in set(self._tasks) - set(clusters):
+            await _cancel(self._tasks.pop(cluster_id)[1])
+        for cluster in clusters.values():
+            running = self._tasks.get(cluster.id)
+            if running and running[0] == cluster.updated_at and not running[1].done():
+                continue
+            if running:
+                await _cancel(running[1])  # new credentials: a new client and a fresh LIST
+            self._tasks[cluster.id] = (cluster.updated_at, asyncio.create_task(self._watch_cluster(cluster)))
 
-    async def _watch_cluster(self, kube: Kube) -> None:
+    async def _watch_cluster(self, cluster: Cluster) -> None:
         version: str | None = None
+        failures = 0
         while True:
             try:
+                kube = await self._registry.client(cluster)  # bad credentials fail this cluster only
                 if version is None:
-                    version = await self._relist(kube)
+                    version = await self._relist(kube, cluster)
+                    self._registry.reached(cluster.name)
                 async for kind, obj in kube.watch("Deployment", None, version, label_selector=SELECTOR):
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
                         self._note(obj, None if kind == "DELETED" else obj)
-                self._registry.reached(kube.name)
+                self._registry.reached(cluster.name)
+                failures = 0
             except WatchExpired:
                 version = None
-            except ClusterUnavailable as exc:
-                self._registry.failed(exc)
-                version = None
-                await asyncio.sleep(5)
+            except Exception as exc:  # unreachable, refused (401/403), a bad answer: retry from a fresh LIST
+                self._failed(cluster, exc)
+                version, failures = None, failures + 1
+                await asyncio.sleep(self._retry.delay(failures))
 
-    async def _relist(self, kube: Kube) -> str:
+    def _failed(self, cluster: Cluster, exc: Exception) -> None:
+        error = exc if isinstance(exc, ClusterUnavailable) else ClusterUnavailable(cluster.name, _named(exc))
+        self._registry.failed(error)
+        ERRORS.labels("watch", cluster.name).inc()
+        log.warning("live_status_watch_failed", cluster=cluster.name, error=error.detail)
+
+    async def _relist(self, kube: Kube, cluster: Cluster) -> str:
         listed = await kube.list("Deployment", None, SELECTOR)
+        seen: set[Key] = set()
         for obj in listed.get("items") or []:
-            self._note(obj, obj)
+            seen.add(self._note(obj, obj))
+        self._relisted[cluster.id] = (cluster, seen)
         return str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
-    def _note(self, obj: dict[str, Any], live: dict[str, Any] | None) -> None:
+    def _note(self, obj: dict[str, Any], live: dict[str, Any] | None) -> Key:
         metadata = obj.get("metadata") or {}
-        self._pending[(metadata.get("namespace", ""), metadata.get("name", ""))] = live_of(live)
+        key = (metadata.get("namespace", ""), metadata.get("name", ""))
+        self._pending[key] = live_of(live)
+        return key
 
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
                 await self.flush()
-            except Exception:  # a failed write is retried with the next batch's fresher state; never fatal
+            except Exception:  # the batch is kept and written with the next one; never fatal
+                ERRORS.labels("flush", "").inc()
                 log.exception("live_status_flush_failed")
 
     async def flush(self) -> int:
-        """Writes every status noted since the last flush; the newest per app wins."""
+        """Writes what the LISTs and watches found since the last flush; the newest per app wins. A batch that
+        cannot be written (Postgres away) is kept for the next flush, so no change is lost to an outage."""
         batch, self._pending = self._pending, {}
-        if not batch:
+        relisted, self._relisted = self._relisted, {}
+        if not batch and not relisted:
             return 0
         started = time.perf_counter()
-        async with self._sessionmaker() as session, session.begin():
-            for (namespace, app), live in batch.items():
-                ns_id = select(Namespace.id).where(Namespace.name == namespace).scalar_subquery()
-                await session.execute(
-                    update(App).where(App.namespace_id == ns_id, App.name == app).values(live=live)
-                )
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                for cluster, seen in relisted.values():
+                    await self._mark_vanished(session, cluster, seen)
+                await _write(session, batch)
+        except BaseException:
+            self._pending, self._relisted = {**batch, **self._pending}, {**relisted, **self._relisted}
+            raise
         log.debug("live_status_flushed", apps=len(batch), seconds=round(time.perf_counter() - started, 4))
         return len(batch)
+
+    async def _mark_vanished(self, session: AsyncSession, cluster: Cluster, seen: set[Key]) -> None:
+        """A LIST is the whole truth for its cluster: an app whose Deployment it did not return is `absent`
+        (deleted while the watch was down, or the cluster lost it), whatever the last event said."""
+        on_cluster = Namespace.cluster_id == cluster.id
+        if cluster.name == self._default:
+            on_cluster = or_(on_cluster, Namespace.cluster_id.is_(None))
+        rows = await session.execute(
+            select(App.id, Namespace.name, App.name, App.live)
+            .join(Namespace, Namespace.id == App.namespace_id)
+            .where(on_cluster)
+        )
+        gone = [
+            app_id
+            for app_id, namespace, name, live in rows
+            if (live or {}).get("rollout") not in (None, "absent") and (namespace, name) not in seen
+        ]
+        if gone:
+            await session.execute(update(App).where(App.id.in_(gone)).values(live=live_of(None)))
+
+
+def _named(exc: Exception) -> str:
+    status = getattr(exc, "status", None)  # an ApiException says its whole response: too long for a log
+    return f"{type(exc).__name__} {status}" if status else type(exc).__name__
+
+
+async def _write(session: AsyncSession, batch: dict[Key, dict[str, Any]]) -> None:
+    for (namespace, app), live in batch.items():
+        ns_id = select(Namespace.id).where(Namespace.name == namespace).scalar_subquery()
+        await session.execute(update(App).where(App.namespace_id == ns_id, App.name == app).values(live=live))
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,6 +1,7 @@
 """One pooled client per cluster, built on first use and reused; what each cluster last answered."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -9,7 +10,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.base import ClusterCredentials, ClusterUnavailable, Kube
+from kepler_app_service.kube.base import (
+    BadCredentials,
+    ClusterCredentials,
+    ClusterUnavailable,
+    Kube,
+    tls_problems,
+)
+from kepler_app_service.schemas import NamespaceCluster
 from kepler_db import Cluster, Namespace
 from kepler_kit.crypto import SecretBox
 from kepler_kit.errors import Conflict
@@ -31,6 +39,8 @@ class ClusterRegistry:
 
         self._box, self._factory = box, factory
         self._clients: dict[uuid.UUID, tuple[object, Kube]] = {}
+        self._verified: set[tuple[uuid.UUID, object]] = set()  # (cluster, version) whose credentials load
+        self._probes: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.health: dict[str, Health] = {}
         self.namespaces: set[tuple[str, str]] = set()  # (cluster, namespace) known to exist
         self._lock = asyncio.Lock()
@@ -68,9 +78,57 @@ class ClusterRegistry:
                 return cached[1]
             if cached:
                 await cached[1].close()
-            kube = self._factory(self.credentials(cluster))
+            try:
+                kube = self._factory(self.credentials(cluster))
+            except Exception as exc:  # ssl.SSLError, a key that no longer opens (InvalidTag), a file
+                raise await self._unusable(cluster, exc) from exc
             self._clients[cluster.id] = (version, kube)
             return kube
+
+    async def _unusable(self, cluster: Cluster, exc: Exception) -> BadCredentials:
+        """Building a client makes no call, so whatever it fails on is the stored configuration: a problem
+        for this cluster alone (503 naming it and the field, its health down), never a 500 or the others'."""
+        problems = await asyncio.to_thread(self._problems, cluster)
+        error = BadCredentials(cluster.name, _summary(problems) or _why(exc))
+        self.failed(error)
+        return error
+
+    async def verify(self, cluster: Cluster) -> Health | None:
+        """What Kepler knows of the cluster: its last call, or, for one not called yet, whether its
+        credentials load at all (checked once per version, off the event loop, without calling it)."""
+        key = (cluster.id, cluster.updated_at)
+        if cluster.name not in self.health and key not in self._verified:
+            problems = await asyncio.to_thread(self._problems, cluster)
+            if problems:
+                self.failed(BadCredentials(cluster.name, _summary(problems)))
+            self._verified.add(key)
+        return self.health.get(cluster.name)
+
+    def probe(self, cluster: Cluster, every: float = 30.0) -> None:
+        """Calls a cluster not heard from in `every` seconds, in the background: readiness then reports what
+        clusters answer without waiting on one (the call's own bound is the client's timeout)."""
+        health = self.health.get(cluster.name)
+        if (health and time.monotonic() - health.checked_at < every) or cluster.id in self._probes:
+            return
+        task = asyncio.create_task(self._probe(cluster))
+        self._probes[cluster.id] = task
+        task.add_done_callback(lambda _: self._probes.pop(cluster.id, None))
+
+    async def _probe(self, cluster: Cluster) -> None:
+        try:
+            await (await self.client(cluster)).ping()
+            self.reached(cluster.name)
+        except ClusterUnavailable as exc:
+            self.failed(exc)
+        except Exception as exc:  # any other answer to a plain LIST: not a cluster Kepler can use
+            self.failed(ClusterUnavailable(cluster.name, _why(exc)[:200]))
+
+    def _problems(self, cluster: Cluster) -> dict[str, str]:
+        try:
+            creds = self.credentials(cluster)
+        except Exception as exc:  # sealed under another platform key
+            return {"credentials": f"do not open: {_why(exc)}"}
+        return tls_problems(creds.ca_data, creds.client_cert, creds.client_key)
 
     async def for_namespace(self, session: AsyncSession, namespace: str, default: str | None) -> Kube:
         cluster = await cluster_of(session, namespace, default)
@@ -86,12 +144,17 @@ class ClusterRegistry:
     def failed(self, error: ClusterUnavailable) -> None:
         self.health[error.cluster] = Health(False, error.detail or "unreachable", time.monotonic())
 
-    async def forget(self, cluster_id: uuid.UUID) -> None:
-        cached = self._clients.pop(cluster_id, None)
+    async def forget(self, cluster: Cluster) -> None:
+        self.health.pop(cluster.name, None)
+        cached = self._clients.pop(cluster.id, None)
         if cached:
             await cached[1].close()
 
     async def close(self) -> None:
+        for probe in list(self._probes.values()):
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         for _, kube in self._clients.values():
             await kube.close()
         self._clients.clear()
@@ -110,6 +173,30 @@ async def cluster_of(session: AsyncSession, namespace: str, default: str | None)
             f"Namespace '{namespace}' is bound to no cluster, and no default cluster is configured."
         )
     return cluster
+
+
+async def placement(
+    session: AsyncSession, registry: ClusterRegistry, namespace: Namespace, default: str | None
+) -> NamespaceCluster | None:
+    """The namespace's cluster and what this process knows of it; None when it is bound to none at all."""
+    if namespace.cluster_id is not None:
+        cluster = await session.get(Cluster, namespace.cluster_id)
+    else:
+        cluster = await session.scalar(select(Cluster).where(Cluster.name == default)) if default else None
+    if cluster is None:
+        return None
+    health = await registry.verify(cluster)
+    return NamespaceCluster(
+        name=cluster.name, reachable=health.ok if health else None, detail=health.detail if health else None
+    )
+
+
+def _summary(problems: dict[str, str]) -> str:
+    return "; ".join(f"`{field}` {why}" for field, why in problems.items())
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _read(path: str) -> str | None:
