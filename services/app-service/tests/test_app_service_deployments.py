@@ -208,6 +208,43 @@ class TestRollback:
         assert {c["path"] for c in diff["changes"]} >= {"image", "replicas", "env"}
 
 
+DERIVED_ACTIONS = {
+    "restart": ("restart", None),
+    "config change": ("releases", {"env": [{"name": "MODE", "value": "three"}]}),
+    "scale with deploy": ("deployments", {"replicas": 3}),
+    "image-less deploy": ("deployments", {"args": ["-g", "daemon off;"]}),
+}
+
+
+@pytest.mark.usefixtures("web")
+class TestDerivedReleasesAfterRollback:
+    @pytest.mark.parametrize("action", list(DERIVED_ACTIONS))
+    async def test_starts_from_the_rolled_back_release_not_the_latest(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake, action: str
+    ) -> None:
+        """A rollback moves the current release back; the next derived release must build on it, else
+        the next restart or change silently rolls the bad release out again."""
+        await deploy(client, {**GOOD, "image": "nginx:1.27"})
+        await deployer.run()
+        await deploy(client, {"image": "nginx:1.28"})
+        await deployer.run()
+        rollback = await client.post(f"{BASE}/rollback", json={})
+        assert rollback.status_code == 201, rollback.text
+        await deployer.run()
+        assert (await client.get(f"{BASE}/status")).json()["current_release"] == 1
+
+        path, body = DERIVED_ACTIONS[action]
+        response = await client.post(f"{BASE}/{path}", json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["release"] == 3
+        await deployer.run()
+        release = (await client.get(f"{BASE}/releases/3")).json()
+        assert release["spec"]["image"] == "nginx:1.27"
+        assert release["spec"]["resources"]["requests"] == GOOD["resources"]["requests"]
+        assert (await state(client, response.json()["id"]))["status"] == "succeeded"
+        assert container(fake)["image"] == "nginx:1.27"
+
+
 @pytest.mark.usefixtures("web")
 class TestWatchFaults:
     async def test_gone_and_dropped_watches_still_complete(
@@ -317,14 +354,17 @@ class TestDayTwo:
     async def test_restart_is_a_new_release_with_a_new_template(
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
     ) -> None:
+        """A restart keeps everything, the replica count set by a scale included (it must not undo it)."""
         await deploy(client, GOOD)
         await deployer.run()
+        assert (await client.post(f"{BASE}/scale", json={"replicas": 3})).status_code == 204
         restarted = await client.post(f"{BASE}/restart")
         assert restarted.status_code == 201
         await deployer.run()
         assert (await state(client, restarted.json()["id"]))["status"] == "succeeded"
         live = fake.get("Deployment", "web", "team-a")
         assert live is not None
+        assert live["spec"]["replicas"] == 3
         annotations = live["spec"]["template"]["metadata"]["annotations"]
         assert "kubectl.kubernetes.io/restartedAt" in annotations
         assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]

@@ -172,8 +172,8 @@ async def deploy(
         if release is None:
             raise NotFound(f"App '{app.name}' has no release {body.release}.")
     else:
-        latest = await repository.latest_release(session, app.id)
-        spec = _merged(_spec(latest) if latest else None, body, app)
+        base = await repository.base_release(session, app)
+        spec = _merged(_spec(base) if base else None, body, app)
         release = await new_release(session, app, spec, "deploy", who)
     deployment = await start_deployment(session, app, release, who)
     _audit(session, who, "app.deploy", app, ns, release=release.number, deployment=str(deployment.id))
@@ -183,17 +183,14 @@ async def deploy(
 async def change(
     session: AsyncSession, who: Principal, ns: str, app: models.App, body: ReleaseChange | None, cause: str
 ) -> tuple[models.Deployment, int]:
-    """Resources, env, command, probes, restart: a new release from the latest, deployed at once."""
+    """Resources, env, command, probes, restart: a new release from the current one, deployed at once."""
     app = await repository.lock_app(session, app.id)
-    latest = await repository.latest_release(session, app.id)
-    if latest is None:
+    base = await repository.base_release(session, app)
+    if base is None:
         raise Conflict(f"App '{app.name}' has never been deployed; deploy an image first.")
-    if body is None:  # restart: same spec, a new pod template
-        spec = _spec(latest).model_copy(
-            update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        )
-    else:
-        spec = _merged(_spec(latest), body, app)
+    spec = _merged(_spec(base), body or ReleaseChange(), app)
+    if body is None:  # restart: same spec (and scale), a new pod template
+        spec = spec.model_copy(update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     release = await new_release(session, app, spec, cause, who)
     deployment = await start_deployment(session, app, release, who)
     _audit(session, who, f"app.{cause}", app, ns, release=release.number, deployment=str(deployment.id))
