@@ -119,13 +119,15 @@ async def delete_namespace(session: AsyncSession, who: Principal, name: str) -> 
 
 
 async def list_namespaces(session: AsyncSession, who: Principal, page: PageRequest) -> NamespacePage:
-    """Admins see every namespace; everyone else only those they are a member of."""
+    """Admins see every namespace; everyone else only those they are a member of. A token confined to
+    one namespace sees that one at most (and not even it once its user is no longer a member)."""
+    only = who.token_namespace
     if who.is_admin:
-        rows = await repository.list_namespaces(session, page.limit, page.after)
-    elif who.user_id is not None and who.token_namespace is None:
-        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.after)
+        rows = await repository.list_namespaces(session, page.limit, page.after, only)
+    elif who.user_id is not None:
+        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.after, only)
     else:
-        rows = [ns for ns in [await repository.namespace_by_name(session, who.token_namespace or "")] if ns]
+        rows = []
     return page_of(NamespacePage, rows, page.limit, lambda ns: [ns.name], Namespace.model_validate)
 
 
