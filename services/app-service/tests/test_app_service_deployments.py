@@ -245,6 +245,25 @@ class TestDerivedReleasesAfterRollback:
         assert container(fake)["image"] == "nginx:1.27"
 
 
+class TestImageOnlyApp:
+    async def test_created_without_git_url_and_deployed(
+        self, client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake, deployer: Any
+    ) -> None:
+        """An app that only ever deploys images has no repository; asking for one blocked it."""
+        await cluster_at(session, fake.url)
+        assert (
+            await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
+        ).status_code == 201
+        created = await client.post("/api/v1/namespaces/team-a/apps", json={"name": "web"})
+        assert created.status_code == 201, created.text
+        assert created.json()["git_url"] is None
+        deployment = await deploy(client, {"image": "nginx:1.27"})
+        await deployer.run()
+        assert (await state(client, deployment["id"]))["status"] == "succeeded"
+        assert container(fake)["image"] == "nginx:1.27"
+        assert (await client.get(BASE)).json()["git_url"] is None
+
+
 @pytest.mark.usefixtures("web")
 class TestWatchFaults:
     async def test_gone_and_dropped_watches_still_complete(

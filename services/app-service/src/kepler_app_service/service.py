@@ -172,7 +172,7 @@ async def update_app(
     app = await get_app(session, namespace, name)
     changes = data.model_dump(mode="json", exclude_unset=True)
     for field, value in changes.items():
-        if value is None and field != "language":
+        if value is None and field not in ("language", "git_url"):
             raise BadRequest(f"'{field}' cannot be null.")
         setattr(app, field, value)
     await session.flush()
