@@ -1,6 +1,7 @@
 """Releases on a (fake) Kubernetes: deploy, follow, fail and roll back, supersede, survive watch faults."""
 
 import asyncio
+import base64
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_app_service.kube.live import LiveStatus
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import cluster_registry, sweeps
-from kepler_db import Cluster, Deployment, DeploymentStatus, Release, Role
+from kepler_db import AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.testing.identities import make_member, make_user
 from kepler_kubefake import DropWatch, KubeFake, WatchGone
@@ -393,20 +394,115 @@ class TestDayTwo:
     ) -> None:
         await deploy(client, GOOD)
         await deployer.run()
-        pods = (await client.get(f"{BASE}/pods")).json()
+        pods = (await client.get(f"{BASE}/pods")).json()["items"]
         assert len(pods) == 2
         assert all(p["ready"] and p["current"] and p["release"] == 1 for p in pods)
         assert pods[0]["containers"][0]["image"] == f"{IMAGE}:1"
-        events = (await client.get(f"{BASE}/events")).json()
+        events = (await client.get(f"{BASE}/events")).json()["items"]
         assert any(e["reason"] == "ScalingReplicaSet" for e in events)
         assert (await client.delete(f"{BASE}/pods/not-a-pod-of-web")).status_code == 404
         assert (await client.delete(f"{BASE}/pods/{pods[0]['name']}")).status_code == 204
         assert fake.get("Pod", pods[0]["name"], "team-a") is None
 
+    async def test_scale_audit_records_the_count_before(
+        self, client: httpx.AsyncClient, deployer: Any, session: AsyncSession
+    ) -> None:
+        """The audit row answers "who changed it from what": before the first scale, the release's count."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        for replicas in (4, 1):
+            assert (await client.post(f"{BASE}/scale", json={"replicas": replicas})).status_code == 204
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "app.scale").order_by(AuditEvent.occurred_at)
+        )
+        assert [row.detail for row in rows] == [
+            {"replicas": 4, "before": 2},
+            {"replicas": 1, "before": 4},
+        ]
+
+    async def test_pods_are_paged_by_name(self, client: httpx.AsyncClient, deployer: Any) -> None:
+        """Like every other list: {items, next_cursor}, following the cursor yields each pod once."""
+        await deploy(client, {**GOOD, "replicas": 3})
+        await deployer.run()
+        first = (await client.get(f"{BASE}/pods", params={"limit": 2})).json()
+        assert len(first["items"]) == 2
+        rest = (await client.get(f"{BASE}/pods", params={"limit": 2, "cursor": first["next_cursor"]})).json()
+        assert rest["next_cursor"] is None
+        names = [p["name"] for p in first["items"] + rest["items"]]
+        assert names == sorted(names)
+        assert len(set(names)) == 3
+
     async def test_changes_need_a_first_deploy(self, client: httpx.AsyncClient) -> None:
         assert (await client.post(f"{BASE}/restart")).status_code == 409
         assert (await client.post(f"{BASE}/scale", json={"replicas": 2})).status_code == 409
         assert (await client.post(f"{BASE}/rollback", json={})).status_code == 409
+
+
+def kube_event(name: str, involved: str, **times: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "involvedObject": {"kind": "Pod", "name": involved, "namespace": "team-a"},
+        "reason": name,
+        "message": f"{name} happened",
+        "type": "Normal",
+        **times,
+    }
+
+
+@pytest.mark.usefixtures("web")
+class TestKubeEvents:
+    async def test_newest_first_by_last_seen_and_paged(
+        self, client: httpx.AsyncClient, fake: KubeFake
+    ) -> None:
+        """Whichever field carries an event's last sighting (core/v1 lastTimestamp, events.k8s.io
+        eventTime or series.lastObservedTime), the newest comes first, across pages; other apps'
+        events (`webx`) are not the app's."""
+        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        fake.create(kube_event("a-oldest", "web-1", lastTimestamp="2026-01-01T10:00:00Z"))
+        fake.create(
+            kube_event(
+                "b-newest",
+                "web-2",
+                eventTime="2026-01-01T10:00:05.000000Z",
+                series={"count": 3, "lastObservedTime": "2026-01-01T12:00:00.000000Z"},
+                reportingComponent="kubelet",
+                reportingInstance="node",
+                action="Pulling",
+            )
+        )
+        fake.create(
+            kube_event(
+                "c-middle",
+                "web",
+                eventTime="2026-01-01T11:00:00.500000Z",
+                reportingComponent="kubelet",
+                reportingInstance="node",
+                action="Scaling",
+            )
+        )
+        fake.create(kube_event("d-other-app", "webx-1", lastTimestamp="2026-01-01T13:00:00Z"))
+        first = (await client.get(f"{BASE}/events", params={"limit": 2})).json()
+        rest = (
+            await client.get(f"{BASE}/events", params={"limit": 2, "cursor": first["next_cursor"]})
+        ).json()
+        assert rest["next_cursor"] is None
+        events = first["items"] + rest["items"]
+        assert [e["reason"] for e in events] == ["b-newest", "c-middle", "a-oldest"]
+        assert events[0]["last_seen"] == "2026-01-01T12:00:00Z"
+        assert events[0]["count"] == 3
+
+    async def test_crafted_cursors_are_400(self, client: httpx.AsyncClient, fake: KubeFake) -> None:
+        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        for key in (["x"], [{}], [1, "a"], ["2026-01-01T00:00:00", "a"]):
+            cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+            for path in ("events", "pods"):
+                response = await client.get(f"{BASE}/{path}", params={"cursor": cursor})
+                if path == "pods" and key == ["x"]:
+                    assert response.status_code == 200  # a name: a valid pods cursor
+                    continue
+                assert response.status_code == 400, (path, key, response.text)
 
 
 async def listed(client: httpx.AsyncClient) -> dict[str, Any]:

@@ -17,6 +17,10 @@ from kepler_app_service.releases.schemas import (
     Deployment,
     DeploymentCreate,
     DeploymentPage,
+    KubeEvent,
+    KubeEventPage,
+    Pod,
+    PodPage,
     Release,
     ReleaseChange,
     ReleaseDiff,
@@ -223,9 +227,17 @@ async def scale(
     app = await repository.lock_app(session, app.id)
     if app.current_release is None:
         raise Conflict(f"App '{app.name}' has never been rolled out; deploy it first.")
-    before, app.scaled_replicas = app.scaled_replicas, replicas
+    before, app.scaled_replicas = await _replicas(session, app), replicas
     await kube.apply_scale(ns, app.name, replicas)
     _audit(session, who, "app.scale", app, ns, replicas=replicas, before=before)
+
+
+async def _replicas(session: AsyncSession, app: models.App) -> int | None:
+    """How many replicas Kepler runs: the last scale, else what the current release asks for."""
+    if app.scaled_replicas is not None:
+        return app.scaled_replicas
+    base = await repository.base_release(session, app)
+    return _spec(base).replicas if base else None
 
 
 async def cancel(
@@ -319,3 +331,51 @@ async def diff(session: AsyncSession, app: models.App, a: int, b: int) -> Releas
 
 def objects_for(app: models.App, ns: str, release: models.Release) -> list[manifests.Obj]:
     return manifests.objects(app.name, ns, release.number, _spec(release), app.selector)
+
+
+_BAD_CURSOR = "The cursor is not one this API issued."
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def pods_page(pods: list[Pod], page: PageRequest) -> PodPage:
+    """By name, paged in memory: the cluster answered with all of the app's pods at once."""
+    after = _pods_after(page.after) if page.after else None
+    rows = sorted((p for p in pods if after is None or p.name > after), key=lambda p: p.name)
+    return page_of(PodPage, rows[: page.limit + 1], page.limit, lambda p: [p.name], lambda p: p)
+
+
+def _pods_after(after: list[Any]) -> str:
+    if len(after) != 1 or not isinstance(after[0], str):
+        raise BadRequest(_BAD_CURSOR)
+    return after[0]
+
+
+def _seen(event: KubeEvent) -> tuple[datetime, str]:
+    return event.last_seen or _NEVER, event.name
+
+
+def kube_events_page(items: list[KubeEvent], page: PageRequest) -> KubeEventPage:
+    """Newest first by when each event was last seen (the cluster returns them in no useful order);
+    ties, and events never seen, by name. Paged in memory, keyed on (last seen, name)."""
+    rows = sorted(items, key=_seen, reverse=True)
+    if page.after:
+        after = _events_after(page.after)
+        rows = [e for e in rows if _seen(e) < after]
+    return page_of(
+        KubeEventPage,
+        rows[: page.limit + 1],
+        page.limit,
+        lambda e: [_seen(e)[0].isoformat(), e.name],
+        lambda e: e,
+    )
+
+
+def _events_after(after: list[Any]) -> tuple[datetime, str]:
+    try:
+        seen, name = after
+        at = datetime.fromisoformat(seen)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(_BAD_CURSOR) from exc
+    if at.tzinfo is None or not isinstance(name, str):
+        raise BadRequest(_BAD_CURSOR)
+    return at, name
