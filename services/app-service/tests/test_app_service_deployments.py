@@ -494,8 +494,10 @@ class TestKubeEvents:
         assert events[0]["count"] == 3
 
     async def test_crafted_cursors_are_400(self, client: httpx.AsyncClient, fake: KubeFake) -> None:
+        """Cursors decoding to the wrong shape (a dict, a number, a naive time) are the client's error."""
         fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
-        for key in (["x"], [{}], [1, "a"], ["2026-01-01T00:00:00", "a"]):
+        crafted: list[list[Any]] = [["x"], [{}], [1, "a"], ["2026-01-01T00:00:00", "a"]]
+        for key in crafted:
             cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
             for path in ("events", "pods"):
                 response = await client.get(f"{BASE}/{path}", params={"cursor": cursor})
