@@ -129,6 +129,25 @@ class TestDeploy:
         )
         assert resumed.text.count("id: ") == len(frames) - 2
 
+    async def test_events_stream_sends_pods(self, client: httpx.AsyncClient, deployer: Any) -> None:
+        """The stream promises `pods` events: a follower sees the app's pods, and the last snapshot
+        before the final status is the rolled-out set. The worker records them in Postgres, so the API
+        process serving the stream relays them (here after the fact, as a reconnecting client would)."""
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        response = await client.get(f"{BASE}/deployments/{created['id']}/events")
+        frames = [f for f in response.text.split("\n\n") if f.startswith("id:")]
+        kinds = [f.split("\n")[1].removeprefix("event: ") for f in frames]
+        assert "pods" in kinds
+        assert kinds[-1] == "status"
+        last = max(i for i, kind in enumerate(kinds) if kind == "pods")
+        pods = json.loads(frames[last].split("data: ", 1)[1])["pods"]
+        assert len(pods) == 2
+        assert all(
+            (p["phase"], p["ready"], p["release"], p["restarts"]) == ("Running", True, 1, 0) for p in pods
+        )
+        assert all(p["name"].startswith("web-") for p in pods)
+
     async def test_second_run_of_the_same_job_changes_nothing(
         self, client: httpx.AsyncClient, deployer: Any, arq: ArqRedis, queue_name: str, fake: KubeFake
     ) -> None:
