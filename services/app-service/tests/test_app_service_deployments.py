@@ -33,6 +33,10 @@ GOOD: dict[str, Any] = {
     },
 }
 
+# The fake runs Kubernetes time 500x faster (time_scale=0.002), so the default 600 s progress deadline is
+# 1.2 s of real time, which a loaded machine can miss; tests not about deadlines give a day (173 s real).
+PATIENT = {"progress_deadline_seconds": 86400}
+
 
 @pytest.fixture
 async def fake() -> AsyncIterator[KubeFake]:
@@ -133,7 +137,7 @@ class TestDeploy:
         """The stream promises `pods` events: a follower sees the app's pods, and the last snapshot
         before the final status is the rolled-out set. The worker records them in Postgres, so the API
         process serving the stream relays them (here after the fact, as a reconnecting client would)."""
-        created = await deploy(client, GOOD)
+        created = await deploy(client, {**GOOD, **PATIENT})
         await deployer.run()
         response = await client.get(f"{BASE}/deployments/{created['id']}/events")
         frames = [f for f in response.text.split("\n\n") if f.startswith("id:")]
@@ -244,7 +248,7 @@ class TestDerivedReleasesAfterRollback:
     ) -> None:
         """A rollback moves the current release back; the next derived release must build on it, else
         the next restart or change silently rolls the bad release out again."""
-        await deploy(client, {**GOOD, "image": "nginx:1.27"})
+        await deploy(client, {**GOOD, "image": "nginx:1.27", **PATIENT})
         await deployer.run()
         await deploy(client, {"image": "nginx:1.28"})
         await deployer.run()
@@ -277,7 +281,7 @@ class TestImageOnlyApp:
         created = await client.post("/api/v1/namespaces/team-a/apps", json={"name": "web"})
         assert created.status_code == 201, created.text
         assert created.json()["git_url"] is None
-        deployment = await deploy(client, {"image": "nginx:1.27"})
+        deployment = await deploy(client, {"image": "nginx:1.27", **PATIENT})
         await deployer.run()
         assert (await state(client, deployment["id"]))["status"] == "succeeded"
         assert container(fake)["image"] == "nginx:1.27"
@@ -394,7 +398,7 @@ class TestDayTwo:
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
     ) -> None:
         """A restart keeps everything, the replica count set by a scale included (it must not undo it)."""
-        await deploy(client, GOOD)
+        await deploy(client, {**GOOD, **PATIENT})
         await deployer.run()
         assert (await client.post(f"{BASE}/scale", json={"replicas": 3})).status_code == 204
         restarted = await client.post(f"{BASE}/restart")
@@ -441,7 +445,7 @@ class TestDayTwo:
 
     async def test_pods_are_paged_by_name(self, client: httpx.AsyncClient, deployer: Any) -> None:
         """Like every other list: {items, next_cursor}, following the cursor yields each pod once."""
-        await deploy(client, {**GOOD, "replicas": 3})
+        await deploy(client, {**GOOD, "replicas": 3, **PATIENT})
         await deployer.run()
         first = (await client.get(f"{BASE}/pods", params={"limit": 2})).json()
         assert len(first["items"]) == 2
