@@ -228,6 +228,38 @@ class TestTenancy:
         assert (await anonymous_client.get("/api/v1/namespaces/team-a", headers=token)).status_code == 404
         assert (await anonymous_client.get("/api/v1/namespaces/team-b", headers=token)).status_code == 200
 
+    async def test_namespace_token_lists_its_one_namespace(
+        self,
+        anonymous_client: httpx.AsyncClient,
+        team: dict[str, User],
+        minter: Minter,
+        session: AsyncSession,
+        admin: User,
+    ) -> None:
+        """A token confined to a namespace lists that namespace (not 403), and only it: the confinement
+        narrows the list, it does not forbid it. Other platform-level actions stay forbidden to it."""
+        await make_member(session, team["owner"], "team-b", Role.viewer)
+        token = minter.identity(team["owner"], SERVICE, scope=TokenScope.read, namespace="team-b")
+        response = await anonymous_client.get("/api/v1/namespaces", headers=token)
+        assert response.status_code == 200, response.text
+        assert [ns["name"] for ns in response.json()["items"]] == ["team-b"]
+
+        confined_admin = minter.identity(admin, SERVICE, scope=TokenScope.admin, namespace="team-a")
+        listed = await anonymous_client.get("/api/v1/namespaces", headers=confined_admin)
+        assert [ns["name"] for ns in listed.json()["items"]] == ["team-a"]
+        created = await anonymous_client.post(
+            "/api/v1/namespaces", json={"name": "team-c"}, headers=confined_admin
+        )
+        assert created.status_code == 403
+
+    async def test_namespace_token_of_a_former_member_lists_nothing(
+        self, anonymous_client: httpx.AsyncClient, team: dict[str, User], minter: Minter
+    ) -> None:
+        """The token names team-b, but its user is not (or no longer) a member there."""
+        token = minter.identity(team["owner"], SERVICE, scope=TokenScope.read, namespace="team-b")
+        response = await anonymous_client.get("/api/v1/namespaces", headers=token)
+        assert (response.status_code, response.json()["items"]) == (200, [])
+
     async def test_denials_are_audited(
         self,
         anonymous_client: httpx.AsyncClient,

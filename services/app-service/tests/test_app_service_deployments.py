@@ -1,6 +1,7 @@
 """Releases on a (fake) Kubernetes: deploy, follow, fail and roll back, supersede, survive watch faults."""
 
 import asyncio
+import base64
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_app_service.kube.live import LiveStatus
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import cluster_registry, sweeps
-from kepler_db import Cluster, Deployment, DeploymentStatus, Release, Role
+from kepler_db import AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.testing.identities import make_member, make_user
 from kepler_kubefake import DropWatch, KubeFake, WatchGone
@@ -31,6 +32,10 @@ GOOD: dict[str, Any] = {
         "limits": {"cpu": "500m", "memory": "256Mi"},
     },
 }
+
+# The fake runs Kubernetes time 500x faster (time_scale=0.002), so the default 600 s progress deadline is
+# 1.2 s of real time, which a loaded machine can miss; tests not about deadlines give a day (173 s real).
+PATIENT = {"progress_deadline_seconds": 86400}
 
 
 @pytest.fixture
@@ -128,6 +133,25 @@ class TestDeploy:
         )
         assert resumed.text.count("id: ") == len(frames) - 2
 
+    async def test_events_stream_sends_pods(self, client: httpx.AsyncClient, deployer: Any) -> None:
+        """The stream promises `pods` events: a follower sees the app's pods, and the last snapshot
+        before the final status is the rolled-out set. The worker records them in Postgres, so the API
+        process serving the stream relays them (here after the fact, as a reconnecting client would)."""
+        created = await deploy(client, {**GOOD, **PATIENT})
+        await deployer.run()
+        response = await client.get(f"{BASE}/deployments/{created['id']}/events")
+        frames = [f for f in response.text.split("\n\n") if f.startswith("id:")]
+        kinds = [f.split("\n")[1].removeprefix("event: ") for f in frames]
+        assert "pods" in kinds
+        assert kinds[-1] == "status"
+        last = max(i for i, kind in enumerate(kinds) if kind == "pods")
+        pods = json.loads(frames[last].split("data: ", 1)[1])["pods"]
+        assert len(pods) == 2
+        assert all(
+            (p["phase"], p["ready"], p["release"], p["restarts"]) == ("Running", True, 1, 0) for p in pods
+        )
+        assert all(p["name"].startswith("web-") for p in pods)
+
     async def test_second_run_of_the_same_job_changes_nothing(
         self, client: httpx.AsyncClient, deployer: Any, arq: ArqRedis, queue_name: str, fake: KubeFake
     ) -> None:
@@ -206,6 +230,62 @@ class TestRollback:
         assert deployment["spec"]["replicas"] == 2
         diff = (await client.get(f"{BASE}/releases/2/diff", params={"against": 1})).json()
         assert {c["path"] for c in diff["changes"]} >= {"image", "replicas", "env"}
+
+
+DERIVED_ACTIONS = {
+    "restart": ("restart", None),
+    "config change": ("releases", {"env": [{"name": "MODE", "value": "three"}]}),
+    "scale with deploy": ("deployments", {"replicas": 3}),
+    "image-less deploy": ("deployments", {"args": ["-g", "daemon off;"]}),
+}
+
+
+@pytest.mark.usefixtures("web")
+class TestDerivedReleasesAfterRollback:
+    @pytest.mark.parametrize("action", list(DERIVED_ACTIONS))
+    async def test_starts_from_the_rolled_back_release_not_the_latest(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake, action: str
+    ) -> None:
+        """A rollback moves the current release back; the next derived release must build on it, else
+        the next restart or change silently rolls the bad release out again."""
+        await deploy(client, {**GOOD, "image": "nginx:1.27", **PATIENT})
+        await deployer.run()
+        await deploy(client, {"image": "nginx:1.28"})
+        await deployer.run()
+        rollback = await client.post(f"{BASE}/rollback", json={})
+        assert rollback.status_code == 201, rollback.text
+        await deployer.run()
+        assert (await client.get(f"{BASE}/status")).json()["current_release"] == 1
+
+        path, body = DERIVED_ACTIONS[action]
+        response = await client.post(f"{BASE}/{path}", json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["release"] == 3
+        await deployer.run()
+        release = (await client.get(f"{BASE}/releases/3")).json()
+        assert release["spec"]["image"] == "nginx:1.27"
+        assert release["spec"]["resources"]["requests"] == GOOD["resources"]["requests"]
+        assert (await state(client, response.json()["id"]))["status"] == "succeeded"
+        assert container(fake)["image"] == "nginx:1.27"
+
+
+class TestImageOnlyApp:
+    async def test_created_without_git_url_and_deployed(
+        self, client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake, deployer: Any
+    ) -> None:
+        """An app that only ever deploys images has no repository; asking for one blocked it."""
+        await cluster_at(session, fake.url)
+        assert (
+            await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
+        ).status_code == 201
+        created = await client.post("/api/v1/namespaces/team-a/apps", json={"name": "web"})
+        assert created.status_code == 201, created.text
+        assert created.json()["git_url"] is None
+        deployment = await deploy(client, {"image": "nginx:1.27", **PATIENT})
+        await deployer.run()
+        assert (await state(client, deployment["id"]))["status"] == "succeeded"
+        assert container(fake)["image"] == "nginx:1.27"
+        assert (await client.get(BASE)).json()["git_url"] is None
 
 
 @pytest.mark.usefixtures("web")
@@ -317,14 +397,17 @@ class TestDayTwo:
     async def test_restart_is_a_new_release_with_a_new_template(
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
     ) -> None:
-        await deploy(client, GOOD)
+        """A restart keeps everything, the replica count set by a scale included (it must not undo it)."""
+        await deploy(client, {**GOOD, **PATIENT})
         await deployer.run()
+        assert (await client.post(f"{BASE}/scale", json={"replicas": 3})).status_code == 204
         restarted = await client.post(f"{BASE}/restart")
         assert restarted.status_code == 201
         await deployer.run()
         assert (await state(client, restarted.json()["id"]))["status"] == "succeeded"
         live = fake.get("Deployment", "web", "team-a")
         assert live is not None
+        assert live["spec"]["replicas"] == 3
         annotations = live["spec"]["template"]["metadata"]["annotations"]
         assert "kubectl.kubernetes.io/restartedAt" in annotations
         assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
@@ -334,20 +417,117 @@ class TestDayTwo:
     ) -> None:
         await deploy(client, GOOD)
         await deployer.run()
-        pods = (await client.get(f"{BASE}/pods")).json()
+        pods = (await client.get(f"{BASE}/pods")).json()["items"]
         assert len(pods) == 2
         assert all(p["ready"] and p["current"] and p["release"] == 1 for p in pods)
         assert pods[0]["containers"][0]["image"] == f"{IMAGE}:1"
-        events = (await client.get(f"{BASE}/events")).json()
+        events = (await client.get(f"{BASE}/events")).json()["items"]
         assert any(e["reason"] == "ScalingReplicaSet" for e in events)
         assert (await client.delete(f"{BASE}/pods/not-a-pod-of-web")).status_code == 404
         assert (await client.delete(f"{BASE}/pods/{pods[0]['name']}")).status_code == 204
         assert fake.get("Pod", pods[0]["name"], "team-a") is None
 
+    async def test_scale_audit_records_the_count_before(
+        self, client: httpx.AsyncClient, deployer: Any, session: AsyncSession
+    ) -> None:
+        """The audit row answers "who changed it from what": before the first scale, the release's count."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        for replicas in (4, 1):
+            assert (await client.post(f"{BASE}/scale", json={"replicas": replicas})).status_code == 204
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "app.scale").order_by(AuditEvent.occurred_at)
+        )
+        assert [row.detail for row in rows] == [
+            {"replicas": 4, "before": 2},
+            {"replicas": 1, "before": 4},
+        ]
+
+    async def test_pods_are_paged_by_name(self, client: httpx.AsyncClient, deployer: Any) -> None:
+        """Like every other list: {items, next_cursor}, following the cursor yields each pod once."""
+        await deploy(client, {**GOOD, "replicas": 3, **PATIENT})
+        await deployer.run()
+        first = (await client.get(f"{BASE}/pods", params={"limit": 2})).json()
+        assert len(first["items"]) == 2
+        rest = (await client.get(f"{BASE}/pods", params={"limit": 2, "cursor": first["next_cursor"]})).json()
+        assert rest["next_cursor"] is None
+        names = [p["name"] for p in first["items"] + rest["items"]]
+        assert names == sorted(names)
+        assert len(set(names)) == 3
+
     async def test_changes_need_a_first_deploy(self, client: httpx.AsyncClient) -> None:
         assert (await client.post(f"{BASE}/restart")).status_code == 409
         assert (await client.post(f"{BASE}/scale", json={"replicas": 2})).status_code == 409
         assert (await client.post(f"{BASE}/rollback", json={})).status_code == 409
+
+
+def kube_event(name: str, involved: str, **times: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "involvedObject": {"kind": "Pod", "name": involved, "namespace": "team-a"},
+        "reason": name,
+        "message": f"{name} happened",
+        "type": "Normal",
+        **times,
+    }
+
+
+@pytest.mark.usefixtures("web")
+class TestKubeEvents:
+    async def test_newest_first_by_last_seen_and_paged(
+        self, client: httpx.AsyncClient, fake: KubeFake
+    ) -> None:
+        """Whichever field carries an event's last sighting (core/v1 lastTimestamp, events.k8s.io
+        eventTime or series.lastObservedTime), the newest comes first, across pages; other apps'
+        events (`webx`) are not the app's."""
+        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        fake.create(kube_event("a-oldest", "web-1", lastTimestamp="2026-01-01T10:00:00Z"))
+        fake.create(
+            kube_event(
+                "b-newest",
+                "web-2",
+                eventTime="2026-01-01T10:00:05.000000Z",
+                series={"count": 3, "lastObservedTime": "2026-01-01T12:00:00.000000Z"},
+                reportingComponent="kubelet",
+                reportingInstance="node",
+                action="Pulling",
+            )
+        )
+        fake.create(
+            kube_event(
+                "c-middle",
+                "web",
+                eventTime="2026-01-01T11:00:00.500000Z",
+                reportingComponent="kubelet",
+                reportingInstance="node",
+                action="Scaling",
+            )
+        )
+        fake.create(kube_event("d-other-app", "webx-1", lastTimestamp="2026-01-01T13:00:00Z"))
+        first = (await client.get(f"{BASE}/events", params={"limit": 2})).json()
+        rest = (
+            await client.get(f"{BASE}/events", params={"limit": 2, "cursor": first["next_cursor"]})
+        ).json()
+        assert rest["next_cursor"] is None
+        events = first["items"] + rest["items"]
+        assert [e["reason"] for e in events] == ["b-newest", "c-middle", "a-oldest"]
+        assert events[0]["last_seen"] == "2026-01-01T12:00:00Z"
+        assert events[0]["count"] == 3
+
+    async def test_crafted_cursors_are_400(self, client: httpx.AsyncClient, fake: KubeFake) -> None:
+        """Cursors decoding to the wrong shape (a dict, a number, a naive time) are the client's error."""
+        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        crafted: list[list[Any]] = [["x"], [{}], [1, "a"], ["2026-01-01T00:00:00", "a"]]
+        for key in crafted:
+            cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+            for path in ("events", "pods"):
+                response = await client.get(f"{BASE}/{path}", params={"cursor": cursor})
+                if path == "pods" and key == ["x"]:
+                    assert response.status_code == 200  # a name: a valid pods cursor
+                    continue
+                assert response.status_code == 400, (path, key, response.text)
 
 
 async def listed(client: httpx.AsyncClient) -> dict[str, Any]:

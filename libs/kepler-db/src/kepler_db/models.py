@@ -121,7 +121,7 @@ class App(Timestamped, Base):
     namespace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("namespaces.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(53))
     description: Mapped[str] = mapped_column(String(2000), default="")
-    git_url: Mapped[str] = mapped_column(String(2048))
+    git_url: Mapped[str | None] = mapped_column(String(2048), doc="none for an app that only deploys images")
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
     dockerfile_path: Mapped[str] = mapped_column(String(1024), default="Dockerfile")
     language: Mapped[str | None] = mapped_column(String(64))

@@ -10,10 +10,11 @@ import binascii
 import functools
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar, overload
 
 from fastapi import Depends, Query
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, conint
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError, conint
 from pydantic_core import to_jsonable_python
 
 from kepler_kit.errors import BadRequest
@@ -26,7 +27,7 @@ _NOT_OURS = "The cursor is not one this API issued."
 # Key types as Postgres holds them; plain `int` and `str` keys are read as these.
 Int32 = conint(ge=-(2**31), le=2**31 - 1)  # an `integer` column
 Int64 = conint(ge=-(2**63), le=2**63 - 1)  # a `bigint` column
-_AS_STORED: dict[Any, Any] = {int: Int64, str: Line}
+_AS_STORED: dict[Any, Any] = {int: Int64, str: Line, datetime: AwareDatetime}  # timestamptz: never naive
 
 
 class Page(BaseModel, Generic[T]):
@@ -52,7 +53,8 @@ class PageRequest(BaseModel):
         if self.after is None:
             return None
         try:
-            return _key_adapter(types).validate_python(self.after)
+            # strict JSON: a number is not a time, a string is not a number
+            return _key_adapter(types).validate_json(json.dumps(self.after), strict=True)
         except ValidationError as exc:
             raise BadRequest(_NOT_OURS) from exc
 

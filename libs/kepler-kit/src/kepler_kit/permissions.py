@@ -61,6 +61,8 @@ class Rule:
     level: Level
     scope: TokenScope
     needs_exec: bool = False
+    # A token confined to one namespace may still do it: the service narrows the answer to that namespace.
+    within_token_namespace: bool = False
 
     @property
     def namespaced(self) -> bool:
@@ -72,7 +74,7 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.status_view: Rule("authenticated", _R),
     Action.account_view: Rule("authenticated", _R),
     Action.account_manage: Rule("authenticated", _A),
-    Action.namespace_list: Rule("authenticated", _R),
+    Action.namespace_list: Rule("authenticated", _R, within_token_namespace=True),
     Action.namespace_create: Rule("admin", _A),
     Action.audit_view_all: Rule("admin", _R),
     Action.user_manage: Rule("admin", _A),
@@ -129,7 +131,10 @@ def decide(
     if not caller.authenticated:
         return Decision.unauthenticated
     if caller.token_namespace is not None and namespace != caller.token_namespace:
-        return Decision.hidden if namespace else Decision.forbidden
+        if namespace:
+            return Decision.hidden
+        if not rule.within_token_namespace:
+            return Decision.forbidden
     if caller.scope is not None and SCOPE_RANK[caller.scope] < SCOPE_RANK[rule.scope]:
         return Decision.forbidden
     if not isinstance(rule.level, Role):

@@ -17,8 +17,12 @@ async def namespace_name_taken(session: AsyncSession, name: str) -> bool:
     return bool(await session.scalar(select(exists().where(Namespace.name == name))))
 
 
-async def list_namespaces(session: AsyncSession, limit: int, after: tuple[str] | None) -> list[Namespace]:
+async def list_namespaces(
+    session: AsyncSession, limit: int, after: tuple[str] | None, only: str | None = None
+) -> list[Namespace]:
     query = select(Namespace).order_by(Namespace.name).limit(limit + 1)
+    if only is not None:
+        query = query.where(Namespace.name == only)
     if after is not None:
         query = query.where(Namespace.name > after[0])
     return list(await session.scalars(query))
@@ -49,7 +53,7 @@ def provisioning_namespaces(cutoff: datetime) -> Select[uuid.UUID]:
 
 
 async def list_visible_namespaces(
-    session: AsyncSession, user_id: uuid.UUID, limit: int, after: tuple[str] | None
+    session: AsyncSession, user_id: uuid.UUID, limit: int, after: tuple[str] | None, only: str | None = None
 ) -> list[Namespace]:
     query = (
         select(Namespace)
@@ -57,6 +61,8 @@ async def list_visible_namespaces(
         .order_by(Namespace.name)
         .limit(limit + 1)
     )
+    if only is not None:
+        query = query.where(Namespace.name == only)
     if after is not None:
         query = query.where(Namespace.name > after[0])
     return list(await session.scalars(query))

@@ -107,7 +107,9 @@ Ports = Annotated[list[Port], Field(max_length=20), AfterValidator(_unique_ports
 class AppCreate(Strict):
     name: AppName = Field(description="DNS-1035 label of at most 53 characters")
     description: Description = ""
-    git_url: GitUrl
+    git_url: GitUrl | None = Field(
+        None, description="Where builds come from; none for an app that only deploys images"
+    )
     default_branch: Branch = "main"
     dockerfile_path: RepoPath = "Dockerfile"
     language: Language | None = None
@@ -136,7 +138,7 @@ class App(BaseModel):
     namespace: str
     name: str
     description: str
-    git_url: str
+    git_url: str | None
     default_branch: str
     dockerfile_path: str
     language: str | None

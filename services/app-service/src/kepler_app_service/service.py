@@ -119,13 +119,15 @@ async def delete_namespace(session: AsyncSession, who: Principal, name: str) -> 
 
 
 async def list_namespaces(session: AsyncSession, who: Principal, page: PageRequest) -> NamespacePage:
-    """Admins see every namespace; everyone else only those they are a member of."""
+    """Admins see every namespace; everyone else only those they are a member of. A token confined to
+    one namespace sees that one at most (and not even it once its user is no longer a member)."""
+    only = who.token_namespace
     if who.is_admin:
-        rows = await repository.list_namespaces(session, page.limit, page.key(str))
-    elif who.user_id is not None and who.token_namespace is None:
-        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.key(str))
+        rows = await repository.list_namespaces(session, page.limit, page.key(str), only)
+    elif who.user_id is not None:
+        rows = await repository.list_visible_namespaces(session, who.user_id, page.limit, page.key(str), only)
     else:
-        rows = [ns for ns in [await repository.namespace_by_name(session, who.token_namespace or "")] if ns]
+        rows = []
     return page_of(NamespacePage, rows, page.limit, lambda ns: [ns.name], Namespace.model_validate)
 
 
@@ -170,7 +172,7 @@ async def update_app(
     app = await get_app(session, namespace, name)
     changes = data.model_dump(mode="json", exclude_unset=True)
     for field, value in changes.items():
-        if value is None and field != "language":
+        if value is None and field not in ("language", "git_url"):
             raise BadRequest(f"'{field}' cannot be null.")
         setattr(app, field, value)
     await session.flush()

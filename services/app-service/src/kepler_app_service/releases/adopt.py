@@ -130,7 +130,7 @@ async def _adopt_one(
     app = models.App(
         namespace_id=namespace.id,
         name=name,
-        git_url=annotations.get("kepler.dev/git-url", ""),
+        git_url=annotations.get("kepler.dev/git-url") or None,
         ports=[p.model_dump() for p in spec.ports],
         selector=deployment["spec"]["selector"]["matchLabels"],
         created_by=who.user_id,

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -22,7 +23,9 @@ from kepler_app_service.releases.schemas import (
     DeploymentCreate,
     DeploymentPage,
     KubeEvent,
+    KubeEventPage,
     Pod,
+    PodPage,
     Release,
     ReleaseChange,
     ReleaseDiff,
@@ -356,18 +359,21 @@ def _status(app: models.App) -> AppStatus:
     )
 
 
-@router.get("/pods", responses=error_responses(*DENIED, ServiceUnavailable), summary="The app's pods")
+@router.get(
+    "/pods", responses=error_responses(*DENIED, BadRequest, ServiceUnavailable), summary="The app's pods"
+)
 async def list_pods(
     namespace: NamespaceName,
     app: AppName,
     request: Request,
     session: DbSession,
+    page: PageParams,
     _: Access = require(Action.pod_view),
-) -> list[Pod]:
+) -> PodPage:
     target = await _app(session, namespace, app)
     kube = await _kube(request, session, namespace)
     pods = (await kube.list("Pod", namespace, _selector(target)))["items"]
-    return [_pod(pod, target.current_release) for pod in pods]
+    return service.pods_page([_pod(pod, target.current_release) for pod in pods], page)
 
 
 @router.delete(
@@ -398,20 +404,22 @@ async def delete_pod(
 
 @router.get(
     "/events",
-    responses=error_responses(*DENIED, ServiceUnavailable),
-    summary="Kubernetes events about the app",
+    responses=error_responses(*DENIED, BadRequest, ServiceUnavailable),
+    summary="Kubernetes events about the app, newest first",
 )
 async def list_kube_events(
     namespace: NamespaceName,
     app: AppName,
     request: Request,
     session: DbSession,
+    page: PageParams,
     _: Access = require(Action.app_view),
-) -> list[KubeEvent]:
+) -> KubeEventPage:
     await _app(session, namespace, app)
     kube = await _kube(request, session, namespace)
     items = (await kube.list("Event", namespace))["items"]
-    return [_event(e) for e in items if (e.get("involvedObject") or {}).get("name", "").startswith(app)]
+    about = [e for e in items if _about(app, (e.get("involvedObject") or {}).get("name", ""))]
+    return service.kube_events_page([_event(e) for e in about], page)
 
 
 def _selector(app: models.App) -> str:
@@ -437,16 +445,44 @@ def _pod(pod: manifests.Obj, current: int | None) -> Pod:
     )
 
 
+def _about(app: str, involved: str) -> bool:
+    """The app's Deployment, its ReplicaSets (`app-<hash>`) and their pods; not another app `appx`."""
+    return involved == app or involved.startswith(f"{app}-")
+
+
 def _event(event: manifests.Obj) -> KubeEvent:
     involved = event.get("involvedObject") or {}
     return KubeEvent(
+        name=(event.get("metadata") or {}).get("name", ""),
         type=event.get("type", "Normal"),
         reason=event.get("reason", ""),
         message=event.get("message", ""),
         object=f"{involved.get('kind', '')}/{involved.get('name', '')}",
-        count=int(event.get("count") or 1),
-        last_seen=event.get("lastTimestamp") or event.get("eventTime"),
+        count=int(event.get("count") or (event.get("series") or {}).get("count") or 1),
+        last_seen=_last_seen(event),
     )
+
+
+def _last_seen(event: manifests.Obj) -> datetime | None:
+    """The newest of the times an event carries: core/v1 recorders set lastTimestamp, events.k8s.io
+    recorders set eventTime and, for a repeated event, series.lastObservedTime."""
+    stamps = (
+        (event.get("series") or {}).get("lastObservedTime"),
+        event.get("lastTimestamp"),
+        event.get("eventTime"),
+    )
+    seen = [parsed for stamp in stamps if (parsed := _timestamp(stamp)) is not None]
+    return max(seen, default=None)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 namespace_router = APIRouter(prefix="/api/v1/namespaces/{namespace}", tags=["apps"])

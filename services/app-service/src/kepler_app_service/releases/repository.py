@@ -24,6 +24,20 @@ async def latest_release(session: AsyncSession, app_id: uuid.UUID) -> Release | 
     )
 
 
+async def base_release(session: AsyncSession, app: App) -> Release | None:
+    """What every derived release (restart, change, scale-with-deploy, image-less deploy) starts from.
+
+    The app's *current* release: the one that last rolled out, which a rollback moves back. Not the
+    latest: after a rollback the latest is the release that was rolled back from, and building on it
+    would silently undo the rollback. Before anything rolled out, the newest recorded release.
+    """
+    if app.current_release is not None:
+        current = await release(session, app.id, app.current_release)
+        if current is not None:
+            return current
+    return await latest_release(session, app.id)
+
+
 async def release(session: AsyncSession, app_id: uuid.UUID, number: int) -> Release | None:
     return await session.scalar(select(Release).where(Release.app_id == app_id, Release.number == number))
 

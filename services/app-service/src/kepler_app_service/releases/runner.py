@@ -48,6 +48,7 @@ class Target:
 class Progress:
     last_counts: dict[str, int] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
+    pods_listed: float = 0.0  # monotonic: pods are listed at most a few times a second
     beat: float = 0.0
     stale_timeout: manifests.Obj | None = None  # see `rollout.timed_out`
 
@@ -150,6 +151,7 @@ class Runner:
         first = True
         while time.monotonic() < target.deadline:
             if rollout.done or rollout.failed:
+                await self._pods(target, progress)  # followers see the pods as they were at the end
                 return rollout
             if not first:  # pods are looked at after each watch window, not before the first
                 crash = await self._crash_check(target, progress)
@@ -175,6 +177,8 @@ class Runner:
                     ), version
                 if kind in ("ADDED", "MODIFIED"):
                     rollout = rollout_status(obj, progress.stale_timeout)
+                    if rollout.counts != progress.last_counts:
+                        await self._pods(target, progress, throttled=True)
                     await self._still_ours(target, progress, rollout, version)
                     if rollout.done or rollout.failed:
                         break
@@ -190,18 +194,29 @@ class Runner:
             await asyncio.sleep(2)
         return rollout, version
 
-    async def _crash_check(self, target: Target, progress: Progress) -> Rollout | None:
-        selector = ",".join(f"{k}={v}" for k, v in manifests.selector(target.app).items())
+    async def _pods(
+        self, target: Target, progress: Progress, throttled: bool = False
+    ) -> list[PodState] | None:
+        """Lists the app's pods and, when anything about them changed, records a `pods` event with all of
+        them (a snapshot a follower can render as is; the stream relays it from Postgres, so any process
+        serves it). None when the cluster cannot be reached: the next look will tell."""
+        if throttled and time.monotonic() - progress.pods_listed < REPLICA_EVENTS_EVERY:
+            return None
+        progress.pods_listed = time.monotonic()
         try:
-            pods = [
-                PodState.of(p) for p in (await target.kube.list("Pod", target.namespace, selector))["items"]
-            ]
+            listed = await target.kube.list("Pod", target.namespace, target.selector)
         except ClusterUnavailable:
             return None
-        changed = [p for p in pods if progress.pods.get(p.name) != p]
-        progress.pods = {p.name: p for p in pods}
-        if changed:
-            await self._record(target, "pods", {"pods": [_pod(p) for p in changed]})
+        pods = sorted((PodState.of(p) for p in listed["items"]), key=lambda p: p.name)
+        if {p.name: p for p in pods} != progress.pods:
+            progress.pods = {p.name: p for p in pods}
+            await self._record(target, "pods", {"pods": [_pod(p) for p in pods]})
+        return pods
+
+    async def _crash_check(self, target: Target, progress: Progress) -> Rollout | None:
+        pods = await self._pods(target, progress)
+        if pods is None:
+            return None
         crash = crash_looping(pods, target.release, self.settings.crash_loop_restarts)
         if crash is None:
             return None
@@ -309,4 +324,5 @@ def _pod(pod: PodState) -> dict[str, Any]:
         "ready": pod.ready,
         "restarts": pod.restarts,
         "reason": pod.waiting_reason,
+        "release": int(pod.release) if pod.release and pod.release.isdigit() else None,
     }

@@ -105,13 +105,25 @@ class Pod(BaseModel):
     created_at: str | None
 
 
+class PodPage(Page[Pod]):
+    """By name. Read from the cluster per request and paged in memory: an app has few pods."""
+
+
 class KubeEvent(BaseModel):
+    name: str = Field(description="The Event object's name")
     type: str
     reason: str
     message: str
     object: str
     count: int
-    last_seen: str | None
+    last_seen: datetime | None = Field(
+        description="series.lastObservedTime, else lastTimestamp, else eventTime (the newest it was seen)"
+    )
+
+
+class KubeEventPage(Page[KubeEvent]):
+    """Newest first (by `last_seen`), paged in memory over the namespace's events (the cluster keeps an
+    hour of them)."""
 
 
 class AppStatus(BaseModel):

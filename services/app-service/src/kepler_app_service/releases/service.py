@@ -17,6 +17,10 @@ from kepler_app_service.releases.schemas import (
     Deployment,
     DeploymentCreate,
     DeploymentPage,
+    KubeEvent,
+    KubeEventPage,
+    Pod,
+    PodPage,
     Release,
     ReleaseChange,
     ReleaseDiff,
@@ -174,8 +178,8 @@ async def deploy(
         if release is None:
             raise NotFound(f"App '{app.name}' has no release {body.release}.")
     else:
-        latest = await repository.latest_release(session, app.id)
-        spec = _merged(_spec(latest) if latest else None, body, app)
+        base = await repository.base_release(session, app)
+        spec = _merged(_spec(base) if base else None, body, app)
         release = await new_release(session, app, spec, "deploy", who)
     deployment = await start_deployment(session, app, release, who)
     _audit(session, who, "app.deploy", app, ns, release=release.number, deployment=str(deployment.id))
@@ -185,17 +189,14 @@ async def deploy(
 async def change(
     session: AsyncSession, who: Principal, ns: str, app: models.App, body: ReleaseChange | None, cause: str
 ) -> tuple[models.Deployment, int]:
-    """Resources, env, command, probes, restart: a new release from the latest, deployed at once."""
+    """Resources, env, command, probes, restart: a new release from the current one, deployed at once."""
     app = await repository.lock_app(session, app.id)
-    latest = await repository.latest_release(session, app.id)
-    if latest is None:
+    base = await repository.base_release(session, app)
+    if base is None:
         raise Conflict(f"App '{app.name}' has never been deployed; deploy an image first.")
-    if body is None:  # restart: same spec, a new pod template
-        spec = _spec(latest).model_copy(
-            update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        )
-    else:
-        spec = _merged(_spec(latest), body, app)
+    spec = _merged(_spec(base), body or ReleaseChange(), app)
+    if body is None:  # restart: same spec (and scale), a new pod template
+        spec = spec.model_copy(update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     release = await new_release(session, app, spec, cause, who)
     deployment = await start_deployment(session, app, release, who)
     _audit(session, who, f"app.{cause}", app, ns, release=release.number, deployment=str(deployment.id))
@@ -228,9 +229,17 @@ async def scale(
     app = await repository.lock_app(session, app.id)
     if app.current_release is None:
         raise Conflict(f"App '{app.name}' has never been rolled out; deploy it first.")
-    before, app.scaled_replicas = app.scaled_replicas, replicas
+    before, app.scaled_replicas = await _replicas(session, app), replicas
     await kube.apply_scale(ns, app.name, replicas)
     _audit(session, who, "app.scale", app, ns, replicas=replicas, before=before)
+
+
+async def _replicas(session: AsyncSession, app: models.App) -> int | None:
+    """How many replicas Kepler runs: the last scale, else what the current release asks for."""
+    if app.scaled_replicas is not None:
+        return app.scaled_replicas
+    base = await repository.base_release(session, app)
+    return _spec(base).replicas if base else None
 
 
 async def cancel(
@@ -324,3 +333,27 @@ async def diff(session: AsyncSession, app: models.App, a: int, b: int) -> Releas
 
 def objects_for(app: models.App, ns: str, release: models.Release) -> list[manifests.Obj]:
     return manifests.objects(app.name, ns, release.number, _spec(release), app.selector)
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def pods_page(pods: list[Pod], page: PageRequest) -> PodPage:
+    """By name, paged in memory: the cluster answered with all of the app's pods at once."""
+    after = page.key(str)
+    rows = sorted((p for p in pods if after is None or p.name > after[0]), key=lambda p: p.name)
+    return page_of(PodPage, rows[: page.limit + 1], page.limit, lambda p: [p.name], lambda p: p)
+
+
+def _seen(event: KubeEvent) -> tuple[datetime, str]:
+    return event.last_seen or _NEVER, event.name
+
+
+def kube_events_page(items: list[KubeEvent], page: PageRequest) -> KubeEventPage:
+    """Newest first by when each event was last seen (the cluster returns them in no useful order);
+    ties, and events never seen, by name. Paged in memory, keyed on (last seen, name)."""
+    rows = sorted(items, key=_seen, reverse=True)
+    after = page.key(datetime, str)
+    if after is not None:
+        rows = [e for e in rows if _seen(e) < after]
+    return page_of(KubeEventPage, rows[: page.limit + 1], page.limit, lambda e: list(_seen(e)), lambda e: e)
