@@ -21,11 +21,13 @@ from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Scope
+from yarl import URL
 
 from kepler_gateway.app import create_app
 from kepler_gateway.auth import AllowAll, Identity
 from kepler_gateway.routing import Route
 from kepler_gateway.settings import GatewaySettings
+from kepler_gateway.testing import Relay
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.errors import NotFound, Unauthorized, error_responses
 from kepler_kit.health import Check, Readiness
@@ -47,7 +49,13 @@ async def serve(app: ASGIApp, *, lifespan: Literal["on", "off"] = "off") -> Asyn
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, lifespan=lifespan, log_config=None, access_log=False, ws="websockets-sansio", log_level="warning"
+        app,
+        lifespan=lifespan,
+        log_config=None,
+        access_log=False,
+        ws="websockets-sansio",
+        log_level="warning",
+        proxy_headers=False,  # as deployed: the gateway applies KEPLER_TRUSTED_PROXIES itself
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -314,9 +322,24 @@ def gateway_settings(database_url: str, redis_url: str, **overrides: Any) -> Gat
 
 
 @pytest.fixture(scope="session")
-async def gateway_url(database_url: str, redis_url: str, upstreams: dict[str, str]) -> AsyncIterator[str]:
-    """The proxy's mechanics, with authentication passing everyone (it has tests of its own)."""
-    settings = gateway_settings(database_url, redis_url, cors_origins=[SPA_ORIGIN], **upstreams)
+def metrics_port() -> int:
+    return dead_port()  # free now; the gateway binds it at start-up
+
+
+@pytest.fixture(scope="session")
+async def gateway_url(
+    database_url: str, redis_url: str, upstreams: dict[str, str], metrics_port: int
+) -> AsyncIterator[str]:
+    """The proxy's mechanics, with authentication passing everyone (it has tests of its own), and a body
+    limit above the large uploads that check streaming (the limit has tests of its own too)."""
+    settings = gateway_settings(
+        database_url,
+        redis_url,
+        cors_origins=[SPA_ORIGIN],
+        max_body_bytes=64 * 1024 * 1024,
+        metrics_port=metrics_port,
+        **upstreams,
+    )
     async with serve(create_app(settings, authenticator=AllowAll()), lifespan="on") as url:
         yield url
 
@@ -396,6 +419,38 @@ async def signed_in(database_url: str) -> AsyncIterator[dict[str, str]]:
         yield minter.access(user)
     finally:
         await engine.dispose()
+
+
+def through(url: str, port: int) -> str:
+    return str(URL(url).with_host("127.0.0.1").with_port(port))
+
+
+@pytest.fixture
+async def postgres_relay(database_url: str) -> Relay:
+    return Relay(database_url)
+
+
+@pytest.fixture
+async def redis_relay(redis_url: str) -> Relay:
+    return Relay(redis_url)
+
+
+@pytest.fixture
+async def gateway_over_relays(
+    database_url: str,
+    redis_url: str,
+    upstreams: dict[str, str],
+    postgres_relay: Relay,
+    redis_relay: Relay,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway whose Postgres and Redis both sit behind relays the test can cut."""
+    overrides: dict[str, Any] = {
+        "database_url": through(database_url, await postgres_relay.start()),
+        "redis_url": through(redis_url, await redis_relay.start()),
+    }
+    settings = gateway_settings(**overrides, **upstreams)
+    async with serve(create_app(settings), lifespan="on") as url, httpx.AsyncClient(base_url=url) as client:
+        yield client
 
 
 @pytest.fixture

@@ -5,17 +5,31 @@ from typing import Any
 import pytest
 
 from kepler_gateway.headers import downstream_headers, upstream_headers
+from kepler_kit.identity import TRUSTED_PROXIES, TrustedProxies
 
 
 def scope(
-    *headers: tuple[bytes, bytes], client: str = "198.51.100.9", scheme: str = "http"
+    *headers: tuple[bytes, bytes],
+    client: str = "198.51.100.9",
+    scheme: str = "http",
+    trusted: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    return {"headers": list(headers), "client": (client, 50000), "scheme": scheme}
+    state = {TRUSTED_PROXIES: TrustedProxies(trusted)}
+    return {"headers": list(headers), "client": (client, 50000), "scheme": scheme, "state": state}
 
 
 class TestUpstreamHeaders:
-    def test_untrusted_peer_is_appended_to_the_forwarded_chain(self) -> None:
-        headers = dict(upstream_headers(scope((b"x-forwarded-for", b"203.0.113.7")), b"rid"))
+    def test_an_untrusted_peers_chain_is_replaced_by_the_peer(self) -> None:
+        """Issue #8 item 15: what a client wrote in X-Forwarded-For must not reach the upstream as if the
+        gateway vouched for it; only the address the gateway itself saw is forwarded."""
+        headers = dict(upstream_headers(scope((b"x-forwarded-for", b"6.6.6.6, 7.7.7.7")), b"rid"))
+
+        assert headers[b"x-forwarded-for"] == b"198.51.100.9"
+
+    def test_a_trusted_proxys_chain_gets_the_peer_appended(self) -> None:
+        forwarded = scope((b"x-forwarded-for", b"203.0.113.7"), trusted=("198.51.100.0/24",))
+
+        headers = dict(upstream_headers(forwarded, b"rid"))
 
         assert headers[b"x-forwarded-for"] == b"203.0.113.7, 198.51.100.9"
 

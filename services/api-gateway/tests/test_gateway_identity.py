@@ -308,6 +308,127 @@ class TestForwardedIdentity:
     async def test_invalid_token_stops_at_the_gateway(self, gateway: Client) -> None:
         response = await gateway.get("/api/v1/namespaces/x/echo", headers=bearer("garbage.token.here"))
         assert (response.status_code, response.headers["content-type"]) == (401, "application/problem+json")
+        assert response.headers["www-authenticate"] == 'Bearer realm="kepler", error="invalid_token"'
+
+
+class TestChallenge:
+    """Issue #8 item 17: every 401 says how to authenticate (RFC 9110 §15.5.2), and says the token was
+    the problem when one was presented (RFC 6750 §3.1)."""
+
+    async def test_no_credentials_on_the_gateways_own_route(self, gateway: Client) -> None:
+        response = await gateway.get("/api/v1/me")
+
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer realm="kepler"'
+
+    async def test_an_unknown_api_token_is_an_invalid_token(self, gateway: Client) -> None:
+        for path in ("/api/v1/me", "/api/v1/namespaces/x/echo"):
+            response = await gateway.get(path, headers=bearer("kpl_" + secrets.token_hex(16)))
+
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == 'Bearer realm="kepler", error="invalid_token"'
+
+    async def test_a_failed_login_challenges_too(self, gateway: Client, session: AsyncSession) -> None:
+        response = await login(gateway, await local_user(session), "wrong password!!")
+
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def random_peer() -> tuple[str, int]:
+    """A documentation-range IPv6 address of its own: per-IP limits live in Redis, shared with every
+    other test (and every other run) for the whole window."""
+    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}", 40000
+
+
+def identity_claims(echo: dict[str, Any]) -> dict[str, Any]:
+    token = dict(echo["headers"])[IDENTITY_HEADER]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    return claims
+
+
+async def failed_login_ip(session: AsyncSession, email: str) -> str | None:
+    event = await session.scalar(select(AuditEvent).where(AuditEvent.target == email))
+    assert event is not None
+    return str(event.client_ip) if event.client_ip is not None else None
+
+
+class TestClientAddress:
+    """Issue #8 item 15: X-Forwarded-For is believed only from configured proxies, and then only the
+    rightmost hop none of them is; what a client writes itself changes nothing."""
+
+    async def test_the_per_ip_login_limit_cannot_be_evaded_with_x_forwarded_for(
+        self,
+        settings: GatewaySettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq: ArqRedis,
+    ) -> None:
+        limits = AuthSettings(login_attempts_per_ip=3, login_attempts_per_account=100)
+        async with gateway_client(settings, sessionmaker, arq, limits, peer=random_peer()) as gateway:
+            statuses = [
+                (
+                    await gateway.post(
+                        "/api/v1/auth/login",
+                        json={"email": f"nobody-{n}@example.com", "password": "guess guess guess"},
+                        headers={"X-Forwarded-For": f"6.6.6.{n}"},
+                    )
+                ).status_code
+                for n in range(4)
+            ]
+
+        assert statuses == [401, 401, 401, 429]
+
+    async def test_audit_rows_and_the_upstreams_identity_carry_the_real_peer(
+        self,
+        settings: GatewaySettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq: ArqRedis,
+        auth_settings: AuthSettings,
+        session: AsyncSession,
+    ) -> None:
+        """The gateway's own rows (a failed login) and the signed identity every upstream audits with."""
+        peer = random_peer()
+        forged = {"X-Forwarded-For": "6.6.6.6, 7.7.7.7"}
+        user = await local_user(session)
+        async with gateway_client(settings, sessionmaker, arq, auth_settings, peer=peer) as gateway:
+            await gateway.post(
+                "/api/v1/auth/login", json={"email": user.email, "password": "wrong!!"}, headers=forged
+            )
+            tokens = await signed_in(gateway, user)
+            echo = await gateway.get(
+                "/api/v1/namespaces/x/echo", headers={**bearer(tokens["access_token"]), **forged}
+            )
+
+        assert await failed_login_ip(session, user.email) == peer[0]
+        assert identity_claims(echo.json())["cip"] == peer[0]
+        assert dict(echo.json()["headers"])["x-forwarded-for"] == peer[0]
+
+    async def test_behind_a_trusted_proxy_the_rightmost_untrusted_hop_is_the_client(
+        self,
+        settings: GatewaySettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        arq: ArqRedis,
+        auth_settings: AuthSettings,
+        session: AsyncSession,
+    ) -> None:
+        """A load balancer at 10.0.0.7 in front of the gateway, and another proxy of ours at 10.1.2.3:
+        the client is 203.0.113.9; 6.6.6.6 is what the client itself claimed."""
+        behind_lb = settings.model_copy(update={"trusted_proxies": ["10.0.0.0/8"]})
+        chain = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9, 10.1.2.3"}
+        user = await local_user(session)
+        async with gateway_client(
+            behind_lb, sessionmaker, arq, auth_settings, peer=("10.0.0.7", 1)
+        ) as gateway:
+            await gateway.post(
+                "/api/v1/auth/login", json={"email": user.email, "password": "wrong!!"}, headers=chain
+            )
+            tokens = await signed_in(gateway, user)
+            echo = await gateway.get(
+                "/api/v1/namespaces/x/echo", headers={**bearer(tokens["access_token"]), **chain}
+            )
+
+        assert await failed_login_ip(session, user.email) == "203.0.113.9"
+        assert identity_claims(echo.json())["cip"] == "203.0.113.9"
 
 
 class TestOidc:

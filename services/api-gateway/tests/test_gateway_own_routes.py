@@ -150,14 +150,22 @@ class TestHealth:
 
 class TestMetrics:
     async def test_proxied_requests_counted_by_upstream_and_route_pattern(
-        self, client: httpx.AsyncClient
+        self, client: httpx.AsyncClient, metrics_port: int
     ) -> None:
         await client.get("/api/v1/namespaces/team-a/echo")
 
-        text = (await client.get("/metrics")).text
+        async with httpx.AsyncClient() as internal:
+            text = (await internal.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
 
         assert (
             'kepler_gateway_proxied_requests_total{method="GET",route="/api/v1/namespaces/**",'
             'status="200",upstream="app-service"}'
         ) in text
         assert "team-a" not in text
+
+    async def test_not_served_on_the_public_port(self, client: httpx.AsyncClient) -> None:
+        """Issue #8 item 17: traffic by route and status is for the operator's Prometheus (the internal
+        listener), not for anyone who can reach the gateway."""
+        response = await client.get("/metrics")
+
+        assert (response.status_code, response.headers["content-type"]) == (404, "application/problem+json")

@@ -69,6 +69,20 @@ class TestBadTokens:
         response = await anonymous_client.get("/api/v1/namespaces")
         assert (response.status_code, response.headers["content-type"]) == (401, "application/problem+json")
 
+    async def test_401s_carry_a_bearer_challenge(
+        self, anonymous_client: httpx.AsyncClient, team: dict[str, User], minter: Minter
+    ) -> None:
+        """Issue #8 item 17 (RFC 9110 §15.5.2, RFC 6750 §3): a client learns how to authenticate, and
+        that its token was the problem when it sent one."""
+        missing = await anonymous_client.get("/api/v1/namespaces")
+        expired = await anonymous_client.get(
+            "/api/v1/namespaces", headers=minter.identity(team["owner"], SERVICE, ttl=-10)
+        )
+
+        assert missing.headers["www-authenticate"] == 'Bearer realm="kepler"'
+        assert expired.status_code == 401
+        assert expired.headers["www-authenticate"] == 'Bearer realm="kepler", error="invalid_token"'
+
     async def test_attacks_are_401(
         self, anonymous_client: httpx.AsyncClient, team: dict[str, User], minter: Minter
     ) -> None:

@@ -6,7 +6,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_db import AuditEvent, Cluster
+from kepler_db import AuditEvent, Cluster, User
+from kepler_kit.testing.identities import Minter
 
 PROBLEM = "application/problem+json"
 
@@ -70,6 +71,38 @@ class TestCreateNamespace:
             "team-a",
             "success",
         )
+
+
+class TestAuditedClientAddress:
+    """Issue #8 item 15: a service records the address the gateway resolved and signed into the identity,
+    never one from a header the client could write."""
+
+    async def test_taken_from_the_gateways_identity(
+        self, anonymous_client: httpx.AsyncClient, minter: Minter, admin: User, session: AsyncSession
+    ) -> None:
+        headers = {
+            **minter.identity(admin, "app-service", client_ip="203.0.113.9"),
+            "x-forwarded-for": "6.6.6.6, 7.7.7.7",
+            "x-request-id": "r-ip-1",
+        }
+
+        await anonymous_client.post("/api/v1/namespaces", json={"name": "team-ip"}, headers=headers)
+
+        event = await session.scalar(select(AuditEvent).where(AuditEvent.request_id == "r-ip-1"))
+        assert event is not None
+        assert str(event.client_ip) == "203.0.113.9"
+
+    async def test_a_token_presented_directly_is_audited_with_the_peer(
+        self, anonymous_client: httpx.AsyncClient, minter: Minter, admin: User, session: AsyncSession
+    ) -> None:
+        """No proxy is trusted by default, so a forged X-Forwarded-For is ignored."""
+        headers = {**minter.access(admin), "x-forwarded-for": "6.6.6.6", "x-request-id": "r-ip-2"}
+
+        await anonymous_client.post("/api/v1/namespaces", json={"name": "team-ip"}, headers=headers)
+
+        event = await session.scalar(select(AuditEvent).where(AuditEvent.request_id == "r-ip-2"))
+        assert event is not None
+        assert str(event.client_ip) == "127.0.0.1"
 
 
 class TestProvisionNamespace:

@@ -24,7 +24,7 @@ from starlette.types import Scope
 
 from kepler_db import ApiToken, AuditOutcome, AuthSession, Membership, Namespace, Role, User
 from kepler_kit.audit import record_audit_now
-from kepler_kit.errors import Forbidden, NotFound, Unauthorized
+from kepler_kit.errors import Forbidden, InvalidToken, NotFound, Unauthorized
 from kepler_kit.identity import (
     PRINCIPAL_KEY,
     Principal,
@@ -243,12 +243,16 @@ class _Resolved:
     address) and the permissions already granted to it (`authorize` fills them in; denials are not kept,
     they are re-checked and audited every time)."""
 
-    __slots__ = ("principal", "at", "grants")
+    __slots__ = ("principal", "via_gateway", "at", "grants")
 
-    def __init__(self, principal: Principal) -> None:
-        self.principal = principal
+    def __init__(self, principal: Principal, *, via_gateway: bool = False) -> None:
+        self.principal, self.via_gateway = principal, via_gateway
         self.at: dict[str | None, Principal] = {}
         self.grants: Grants = {}
+
+    def caller(self, scope: Scope, forwarded: str | None) -> Principal:
+        """The principal with its client address: signed by the gateway, or this request's own."""
+        return self.principal if self.via_gateway else self.from_client(client_address(scope, forwarded))
 
     def from_client(self, client: str | None) -> Principal:
         principal = self.at.get(client)
@@ -280,7 +284,7 @@ class ServiceAuthenticator:
         if resolved is None:
             resolved = await self._resolving.run((token, typ), lambda: self._resolve(token, audience, typ))
         scope[_GRANTS] = resolved.grants
-        return resolved.from_client(client_address(scope, forwarded))
+        return resolved.caller(scope, forwarded)
 
     def granted(self, scope: Scope, action: Action, namespace: str | None) -> Access | None:
         """The hot path, awaiting nothing: the caller's `Access` when this credential was already
@@ -293,14 +297,17 @@ class ServiceAuthenticator:
         granted = _granted(resolved.grants, action, namespace)
         if granted is None:
             return None
-        principal = scope[PRINCIPAL_KEY] = resolved.from_client(client_address(scope, forwarded))
+        principal = scope[PRINCIPAL_KEY] = resolved.caller(scope, forwarded)
         scope[_GRANTS] = resolved.grants
         return Access(principal, namespace, granted.role)
 
     async def _resolve(self, token: str, audience: str, typ: str) -> _Resolved:
         epoch = self.access.epoch
         claims = await self.verifier.verify(token, audience, typ)
-        resolved = _Resolved(await principal_for(self.access, claims))
+        principal = await principal_for(self.access, claims)
+        # The gateway's identity token says where its client called from; only a token presented
+        # directly leaves the address to this service's own peer (and its trusted proxies).
+        resolved = _Resolved(principal.at(claims.client_ip), via_gateway=typ == "identity")
         self._known.put(token, resolved, claims.exp, epoch)
         return resolved
 
@@ -315,7 +322,8 @@ def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | 
             scheme, _, token = value.decode("latin-1").partition(" ")
             bearer = token.strip() or None if scheme.lower() == "bearer" else None
         elif name == b"x-forwarded-for":
-            forwarded = value.decode("latin-1")
+            text = value.decode("latin-1")
+            forwarded = f"{forwarded}, {text}" if forwarded else text
     return identity, bearer, forwarded
 
 
@@ -324,11 +332,11 @@ async def principal_for(access: AccessControl, claims: Claims) -> Principal:
 
     user = await access.user(claims.sub)
     if user is None or not user.active:
-        raise Unauthorized("The account is disabled or no longer exists.")
+        raise InvalidToken("The account is disabled or no longer exists.")
     if claims.sid and not await access.session_active(claims.sid):
-        raise Unauthorized("The session has ended; sign in again.")
+        raise InvalidToken("The session has ended; sign in again.")
     if claims.tid and not await access.api_token_active(claims.tid):
-        raise Unauthorized("The API token was revoked or has expired.")
+        raise InvalidToken("The API token was revoked or has expired.")
     return Principal(
         user_id=user.id,
         name=user.email,

@@ -60,7 +60,21 @@ class BadRequest(KeplerError):
 
 
 class Unauthorized(KeplerError):
+    """Always with the challenge RFC 9110 §15.5.2 requires of a 401 (Bearer, RFC 6750 §3)."""
+
     status, code, title = 401, "unauthorized", "Authentication required"
+    challenge = 'Bearer realm="kepler"'
+
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": self.challenge, **(headers or {})}, **extra)
+
+
+class InvalidToken(Unauthorized):
+    """A token was presented but is malformed, expired, revoked or not for this service."""
+
+    challenge = 'Bearer realm="kepler", error="invalid_token"'
 
 
 class Forbidden(KeplerError):

@@ -5,7 +5,10 @@ service (`X-Kepler-Identity`); a service also accepts a client's access token pr
 Services only ever depend on `CurrentPrincipal` (who) and `require(action)` (may they).
 """
 
+import functools
+import ipaddress
 import uuid
+from collections.abc import Iterable
 from typing import Annotated, NamedTuple, Protocol
 
 from fastapi import Depends, Request
@@ -15,6 +18,7 @@ from kepler_db import TokenScope
 
 IDENTITY_HEADER = "x-kepler-identity"
 PRINCIPAL_KEY = "kepler.principal"  # the request's principal, once authenticated (in the ASGI scope)
+TRUSTED_PROXIES = "trusted_proxies"  # the lifespan state's `TrustedProxies`
 
 
 class Principal(NamedTuple):
@@ -38,16 +42,50 @@ class Principal(NamedTuple):
         return self._replace(client_ip=client_ip)
 
 
+class TrustedProxies:
+    """The peers whose `X-Forwarded-For` is believed (`KEPLER_TRUSTED_PROXIES`, CIDRs; none by default).
+
+    The client is the rightmost address of the chain that is not a trusted proxy: each proxy appends the
+    peer it saw, so everything left of the last untrusted hop was written by someone we cannot vouch for
+    (the rule of uvicorn's `--forwarded-allow-ips` and Werkzeug's `ProxyFix`)."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self.networks = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks)
+        self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
+
+    def _trusts(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def client(self, peer: str | None, forwarded: str | None) -> str | None:
+        if not forwarded or not self.networks or peer is None or not self.trusts(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        for hop in reversed(hops):
+            if hop and not self.trusts(hop):
+                return hop
+        return hops[0] or peer  # every hop is a proxy of ours: the first one is the client
+
+
+NO_PROXIES = TrustedProxies()
+
+
 def client_address(scope: Scope, forwarded: str | None) -> str | None:
-    """The gateway sets X-Forwarded-For (`forwarded`); services only ever hear from it or from loopback."""
-    if forwarded:
-        return forwarded.split(",")[0].strip() or None
+    """Who sent the request: the peer, or what trusted proxies (the lifespan's) say in `forwarded`."""
     client = scope.get("client")
-    return client[0] if client else None
+    peer = client[0] if client else None
+    if not forwarded:
+        return peer
+    trusted: TrustedProxies = scope.get("state", {}).get(TRUSTED_PROXIES, NO_PROXIES)
+    return trusted.client(peer, forwarded)
 
 
 def client_ip(request: Request) -> str | None:
-    return client_address(request.scope, request.headers.get("x-forwarded-for"))
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return client_address(request.scope, ", ".join(forwarded) if forwarded else None)
 
 
 def anonymous(request: Request) -> Principal:

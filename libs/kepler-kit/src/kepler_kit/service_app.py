@@ -16,6 +16,7 @@ from kepler_kit.access import AccessControl, ServiceAuthenticator, install_permi
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.errors import PROBLEM_JSON, Problem
 from kepler_kit.health import ReadinessCheck, database_check, health_router, redis_check, status_router
+from kepler_kit.identity import TRUSTED_PROXIES, TrustedProxies
 from kepler_kit.jobs import create_arq_pool, service_queue
 from kepler_kit.logging import configure_logging
 from kepler_kit.middleware import RequestContextMiddleware
@@ -109,6 +110,7 @@ def _lifespan(
             "sessionmaker": sessionmaker,
             "arq": arq,
             "readiness_checks": [database_check, redis_check, *checks],
+            TRUSTED_PROXIES: TrustedProxies(settings.trusted_proxies),
             **security_state(service, sessionmaker),
         }
         listener = asyncio.create_task(state["access_control"].listen(arq))

@@ -1,9 +1,10 @@
 """Settings shared by every service; each service subclasses with its own env prefix."""
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "kepler-development-secret-key-do-not-use-in-production"
 
@@ -33,6 +34,20 @@ class KeplerSettings(BaseSettings):
         validation_alias=_shared("SWEEP_INTERVAL_SECONDS"),
         description="How often each worker re-enqueues work whose job was lost; bounds recovery time",
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_shared("TRUSTED_PROXIES"),
+        description="CIDRs (comma-separated) of proxies whose X-Forwarded-For is believed; none by default",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for network in value:
+            ipaddress.ip_network(str(network).strip(), strict=False)  # a typo fails start-up, not trust
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "KeplerSettings":

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_db import SigningKey, TokenScope
 from kepler_kit.crypto import SecretBox
-from kepler_kit.errors import Unauthorized
+from kepler_kit.errors import InvalidToken
 
 ALGORITHM = "ES256"
 ISSUER = "kepler"
@@ -44,6 +44,7 @@ class Claims:
     tid: uuid.UUID | None = None
     scope: TokenScope | None = None
     token_namespace: str | None = None
+    client_ip: str | None = None  # identity tokens: the client's address as the gateway resolved it
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> "Claims":
@@ -57,6 +58,7 @@ class Claims:
             tid=uuid.UUID(raw["tid"]) if raw.get("tid") else None,
             scope=TokenScope(raw["scp"]) if raw.get("scp") else None,
             token_namespace=raw.get("tns"),
+            client_ip=raw.get("cip"),
         )
 
     def to_raw(self) -> dict[str, Any]:
@@ -67,6 +69,7 @@ class Claims:
             "tid": self.tid,
             "scp": self.scope,
             "tns": self.token_namespace,
+            "cip": self.client_ip,
         }
         raw.update({k: str(v) for k, v in optional.items() if v})
         return raw
@@ -148,16 +151,16 @@ class TokenVerifier:
             self._remember(token, claims)
         if claims.exp <= time.time():
             self._cache.pop(token, None)
-            raise Unauthorized("The token has expired.")
+            raise InvalidToken("The token has expired.")
         if claims.aud != audience or claims.typ != typ:
-            raise Unauthorized("The token is not meant for this service.")
+            raise InvalidToken("The token is not meant for this service.")
         return claims
 
     async def _verify(self, token: str) -> Claims:
         try:
             kid = jws.extract_compact(token.encode()).headers().get("kid", "")
             if not await self.keyring.knows(str(kid)):
-                raise Unauthorized("The token was signed by an unknown key.")
+                raise InvalidToken("The token was signed by an unknown key.")
             decoded = jwt.decode(token, self.keyring.keyset, algorithms=[ALGORITHM])
             registry = jwt.JWTClaimsRegistry(
                 iss={"essential": True, "value": self.issuer},
@@ -169,7 +172,7 @@ class TokenVerifier:
             registry.validate(decoded.claims)
             return Claims.parse(decoded.claims)
         except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise Unauthorized("The token is not valid.") from exc
+            raise InvalidToken("The token is not valid.") from exc
 
     def _remember(self, token: str, claims: Claims) -> None:
         if len(self._cache) >= self._cache_size:

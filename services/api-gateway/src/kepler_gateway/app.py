@@ -9,7 +9,7 @@ pool per upstream for the HTTP proxy (`http1`), and one aiohttp session for WebS
 gateway's own calls (health, readiness, OpenAPI); the proxies read them from the lifespan state.
 """
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -18,31 +18,49 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kepler_gateway import metrics
 from kepler_gateway.api import merged_openapi, router
 from kepler_gateway.auth import Authenticator
 from kepler_gateway.cors import CORSMiddleware
 from kepler_gateway.identity.wiring import ROUTERS as IDENTITY_ROUTERS
 from kepler_gateway.identity.wiring import StateAuthenticator, identity_resources
+from kepler_gateway.limits import BodyLimit
 from kepler_gateway.openapi import merge_openapi
+from kepler_gateway.outages import CONNECTION_LEVEL, outage_response
 from kepler_gateway.proxy import HttpProxy, Upstream, upstreams
 from kepler_gateway.routing import DEFAULT_TABLE, GATEWAY, RouteTable, Service
 from kepler_gateway.settings import GatewaySettings
 from kepler_gateway.upstreams import MergedDocument, Upstreams, pooled_session
 from kepler_gateway.websocket import WebSocketProxy
+from kepler_kit.errors import NotFound
 from kepler_kit.health import Check, ReadinessCheck
+from kepler_kit.problems import problem_response
 from kepler_kit.service_app import ExtraLifespan, create_service_app
+
+WEBHOOKS = "/api/v1/webhooks/"  # forges post whole payloads (GitHub's may reach 25 MB)
 
 
 class Gateway:
+    """Every request passes the body limit first: the gateway's own routes and the proxied ones."""
+
     def __init__(
-        self, control: ASGIApp, http: HttpProxy, websocket: WebSocketProxy, table: RouteTable
+        self,
+        control: ASGIApp,
+        http: HttpProxy,
+        websocket: WebSocketProxy,
+        table: RouteTable,
+        body_limit: Callable[[ASGIApp], ASGIApp] = lambda app: app,
     ) -> None:
         self.control = control
         self.http = http
         self.websocket = websocket
         self.table = table
+        self._limited = body_limit(self._dispatch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._limited(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         route = self.table.resolve(scope["path"]) if kind != "lifespan" else None
         if route is None:
@@ -51,6 +69,20 @@ class Gateway:
             await self.http(scope, receive, send, route)
         else:
             await self.websocket(scope, receive, send, route)
+
+
+class NotPublic:
+    """Paths the public port answers as it answers unknown ones (404): `/metrics` is served by the
+    internal listener (`KEPLER_GATEWAY_METRICS_PORT`) unless `KEPLER_GATEWAY_METRICS_PUBLIC` is set."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            await problem_response(NotFound(), scope["path"])(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def upstream_check(service: Service) -> ReadinessCheck:
@@ -98,7 +130,11 @@ def gateway_lifespan(
     @asynccontextmanager
     async def lifespan(state: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         pools = {service: upstream.pool(**pool_options(settings)) for service, upstream in proxied.items()}
-        async with pooled_session(settings) as session, identity_resources(settings, state) as identity:
+        async with (
+            pooled_session(settings) as session,
+            identity_resources(settings, state) as identity,
+            metrics.internal_listener(settings.metrics_host, settings.metrics_port),
+        ):
             upstreams = Upstreams(session, settings.upstream_urls(), settings.check_timeout)
             merged = MergedDocument(upstreams, merge, settings.openapi_cache_seconds)
             try:
@@ -131,6 +167,10 @@ def control_app(
         description="The public entry point of Kepler.",
     )
     _serve_merged_openapi(app)
+    for kind in CONNECTION_LEVEL:  # its own routes authenticate against Postgres and Redis too
+        app.add_exception_handler(kind, outage_response)
+    if not settings.metrics_public:
+        app.add_middleware(NotPublic, paths=frozenset({"/metrics"}))
     # Only the OIDC login uses the session (state, nonce and PKCE verifier between redirect and callback).
     app.add_middleware(
         SessionMiddleware,
@@ -171,5 +211,8 @@ def create_app(
         HttpProxy(proxied, auth, settings.response_timeout),
         WebSocketProxy(proxied, auth, settings.response_timeout),
         table,
+        partial(
+            BodyLimit, limit=settings.max_body_bytes, by_prefix=[(WEBHOOKS, settings.webhook_max_body_bytes)]
+        ),
     )
     return CORSMiddleware(gateway, settings.cors_origins) if settings.cors_origins else gateway

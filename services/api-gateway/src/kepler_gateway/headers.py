@@ -4,6 +4,8 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import Scope
 
+from kepler_kit.identity import NO_PROXIES, TRUSTED_PROXIES, TrustedProxies
+
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-connection"}
 )
@@ -49,7 +51,7 @@ def upstream_headers(
             if name == b"host":
                 host = value
             elif name == b"x-forwarded-for":
-                forwarded_for = value
+                forwarded_for = forwarded_for + b", " + value if forwarded_for else value
             elif name == b"connection":
                 listed = _connection_listed(value)
             continue
@@ -74,16 +76,16 @@ def _replace(headers: list[Header], identity: Sequence[tuple[str, str]]) -> list
 
 
 def _forwarded(scope: Scope, host: bytes, forwarded_for: bytes) -> list[Header]:
-    """X-Forwarded-For gets the client appended, unless it already ends with it: uvicorn's
-    `--proxy-headers` resolves the client from the chain when the peer is a trusted proxy."""
+    """X-Forwarded-For: the chain a trusted proxy sent with its peer appended; from anyone else only
+    the peer, so nothing a client wrote reaches the upstream as if the gateway had vouched for it."""
     client = scope.get("client")
-    chain = forwarded_for
+    chain = b""
     if client:
-        peer = client[0].encode()
-        if not chain:
-            chain = peer
-        elif chain.rpartition(b",")[2].strip() != peer:
-            chain = chain + b", " + peer
+        peer = client[0]
+        trusted: TrustedProxies = scope.get("state", {}).get(TRUSTED_PROXIES, NO_PROXIES)
+        chain = peer.encode()
+        if forwarded_for and trusted.networks and trusted.trusts(peer):
+            chain = forwarded_for + b", " + chain
     out = [(b"x-forwarded-proto", b"https" if scope["scheme"] in ("https", "wss") else b"http")]
     if chain:
         out.append((b"x-forwarded-for", chain))

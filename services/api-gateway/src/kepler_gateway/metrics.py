@@ -5,7 +5,11 @@ Label children are cached in plain dicts keyed by strings (whose hashes Python c
 while the label space here is small and fixed.
 """
 
-from prometheus_client import Counter, Histogram
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import Counter, Histogram, start_http_server
 
 from kepler_gateway.routing import Route
 from kepler_kit.metrics import REGISTRY
@@ -42,3 +46,20 @@ def observe_upstream(route: Route, seconds: float) -> None:
     if child is None:
         child = _histograms[route.pattern] = UPSTREAM_LATENCY.labels(route.service.value, route.pattern)
     child.observe(seconds)
+
+
+@asynccontextmanager
+async def internal_listener(host: str, port: int | None) -> AsyncIterator[None]:
+    """`/metrics` on a port of its own, for Prometheus inside the cluster network only: the public
+    port does not serve it unless `KEPLER_GATEWAY_METRICS_PUBLIC` says so. prometheus_client's own
+    server: a daemon thread that only reads the registry."""
+    if port is None:
+        yield
+        return
+    server, thread = start_http_server(port, host, registry=REGISTRY)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        thread.join()

@@ -22,6 +22,7 @@ from kepler_gateway import metrics
 from kepler_gateway.auth import Authenticator
 from kepler_gateway.headers import downstream_headers, upstream_headers
 from kepler_gateway.http1 import UPSTREAM_FAILURES, Body, Connection, Pool, UpstreamUnavailable, request_head
+from kepler_gateway.outages import is_outage, unavailable
 from kepler_gateway.racing import first_completed
 from kepler_gateway.routing import Route, Service
 from kepler_kit.context import REQUEST_ID_HEADER, clean_request_id, request_id_var
@@ -146,7 +147,7 @@ async def copy_body(conn: Connection, send: Send) -> None:
 
 
 async def _problem(error: KeplerError, scope: Scope, receive: Receive, send: Send, rid: str) -> int:
-    response = problem_response(error, scope["path"], headers={REQUEST_ID_HEADER: rid})
+    response = problem_response(error, scope["path"], headers={**error.headers, REQUEST_ID_HEADER: rid})
     await response(scope, receive, send)
     return error.status
 
@@ -185,7 +186,10 @@ class HttpProxy:
             return CLIENT_CLOSED
         except KeplerError as error:
             return await _problem(error, scope, receive, send, rid)
-        except Exception:  # the kit's UnhandledErrorMiddleware is not on this path: same promise here
+        except Exception as exc:  # the kit's UnhandledErrorMiddleware is not on this path: same promise here
+            if is_outage(exc):  # authenticating needs Postgres (API tokens) and Redis: not a bug
+                log.warning("backing_store_unavailable", path=scope["path"], error=type(exc).__name__)
+                return await _problem(unavailable(), scope, receive, send, rid)
             log.exception("proxy_failed", path=scope["path"])
             return await _problem(KeplerError(_UNHANDLED), scope, receive, send, rid)
         try:

@@ -33,6 +33,19 @@ class GatewaySettings(KeplerSettings):
     )
     check_timeout: float = Field(2.0, gt=0, description="Upstream health, readiness and OpenAPI fetches")
     openapi_cache_seconds: float = Field(15.0, ge=0, description="How long a merged /openapi.json is reused")
+    metrics_public: bool = Field(
+        False, description="Serve /metrics on the public port too (off: it would tell anyone the traffic)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="An internal listener serving only /metrics (for Prometheus)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="Where the internal metrics listener binds")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest request body (413 beyond it), WebSockets excepted"
+    )
+    webhook_max_body_bytes: int = Field(
+        25 * 1024 * 1024, ge=1, description="Largest body on /api/v1/webhooks/* (GitHub sends up to 25 MB)"
+    )
 
     def upstream_urls(self) -> dict[Service, str]:
         return {

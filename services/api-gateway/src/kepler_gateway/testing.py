@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from yarl import URL
 
 from kepler_gateway.app import Gateway, create_app
 from kepler_gateway.identity.settings import AuthSettings
@@ -26,8 +27,10 @@ async def gateway_client(
     arq: ArqRedis,
     auth: AuthSettings,
     base_url: str = "http://testserver",
+    peer: tuple[str, int] = ("127.0.0.1", 123),
 ) -> AsyncIterator[Client]:
-    """The whole gateway (proxy included) with its lifespan, over the test's transaction."""
+    """The whole gateway (proxy included) with its lifespan, over the test's transaction; requests come
+    from the address `peer`."""
     app = create_app(settings)
     assert isinstance(app, Gateway)
     control = app.control
@@ -37,7 +40,9 @@ async def gateway_client(
         async with identity_resources(settings, state, auth) as identity:
             state.update(identity)
             listener = asyncio.create_task(state["access_control"].listen(arq))
-            transport = httpx.ASGITransport(app=WithState(app, state), raise_app_exceptions=False)
+            transport = httpx.ASGITransport(
+                app=WithState(app, state), raise_app_exceptions=False, client=peer
+            )
             try:
                 async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
                     yield client
@@ -45,3 +50,40 @@ async def gateway_client(
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+
+
+class Relay:
+    """A TCP relay in front of a real server (Postgres, Redis) that a test can cut: open connections
+    drop and new ones are refused, as when the server goes down after the gateway started."""
+
+    def __init__(self, target: str) -> None:
+        url = URL(target)
+        self.host, self.port = url.host or "127.0.0.1", url.port or 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.transport.abort()

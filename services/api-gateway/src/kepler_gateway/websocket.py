@@ -19,6 +19,7 @@ from kepler_gateway import metrics
 from kepler_gateway.auth import Authenticator
 from kepler_gateway.headers import as_text, upstream_headers
 from kepler_gateway.http1 import UpstreamUnavailable
+from kepler_gateway.outages import is_outage, unavailable
 from kepler_gateway.proxy import Upstream, request_id, upstream_error
 from kepler_gateway.racing import first_completed
 from kepler_gateway.routing import Route, Service
@@ -54,7 +55,7 @@ async def reject(scope: Scope, send: Send, error: KeplerError, rid: str) -> None
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": INTERNAL_ERROR})
         return
-    response = problem_response(error, scope["path"], headers={REQUEST_ID_HEADER: rid})
+    response = problem_response(error, scope["path"], headers={**error.headers, REQUEST_ID_HEADER: rid})
     start = {"type": "websocket.http.response.start", "status": error.status, "headers": response.raw_headers}
     await send(start)
     await send({"type": "websocket.http.response.body", "body": response.body})
@@ -129,7 +130,12 @@ class WebSocketProxy:
         return HTTPStatus.SWITCHING_PROTOCOLS
 
     async def _connect(self, scope: Scope, route: Route, rid: str) -> ClientWebSocketResponse:
-        identity = await self._authenticator.authenticate(scope, route)
+        try:
+            identity = await self._authenticator.authenticate(scope, route)
+        except Exception as exc:
+            if is_outage(exc):
+                raise unavailable() from exc
+            raise
         session: ClientSession = scope["state"]["http"]
         url = self._upstreams[route.service].ws_url(scope)
         try:

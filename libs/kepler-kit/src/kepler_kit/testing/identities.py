@@ -41,6 +41,7 @@ class Minter:
         token_id: uuid.UUID | None = None,
         namespace: str | None = None,
         ttl: int = 60,
+        client_ip: str | None = None,
     ) -> dict[str, str]:
         claims = Claims(
             sub=user.id,
@@ -51,6 +52,7 @@ class Minter:
             tid=token_id,
             scope=scope,
             token_namespace=namespace,
+            client_ip=client_ip,
         )
         return {IDENTITY_HEADER: self.issuer.issue(claims)}
 

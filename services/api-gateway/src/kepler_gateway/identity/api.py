@@ -33,6 +33,7 @@ from kepler_kit.errors import (
     Forbidden,
     KeplerError,
     NotFound,
+    ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
     error_responses,
@@ -68,7 +69,7 @@ def _answer(result: TokenPair | KeplerError, request: Request) -> TokenPair | Re
 @auth.post(
     "/login",
     response_model=TokenPair,
-    responses=error_responses(Unauthorized, TooManyRequests),
+    responses=error_responses(Unauthorized, TooManyRequests, ServiceUnavailable),
     summary="Sign in with email and password",
 )
 async def login(
@@ -81,7 +82,7 @@ async def login(
 @auth.post(
     "/refresh",
     response_model=TokenPair,
-    responses=error_responses(Unauthorized, TooManyRequests),
+    responses=error_responses(Unauthorized, TooManyRequests, ServiceUnavailable),
     summary="Trade a refresh token for new tokens (each refresh token works once)",
 )
 async def refresh_tokens(

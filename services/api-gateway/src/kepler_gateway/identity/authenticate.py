@@ -20,8 +20,8 @@ from kepler_gateway.identity import repository
 from kepler_gateway.identity.settings import AuthSettings
 from kepler_kit.access import AccessControl, PrincipalCache, SingleFlight, principal_for
 from kepler_kit.crypto import token_digest
-from kepler_kit.errors import Unauthorized
-from kepler_kit.identity import IDENTITY_HEADER, Principal
+from kepler_kit.errors import InvalidToken
+from kepler_kit.identity import IDENTITY_HEADER, Principal, client_address, client_ip
 from kepler_kit.tokens import ACCESS_AUDIENCE, Claims, TokenIssuer, TokenVerifier, identity_audience
 
 API_TOKEN_PREFIX = "kpl_"
@@ -60,7 +60,7 @@ class GatewayAuth:
 
     async def authenticate(self, request: Request) -> Principal:
         """The kit's Authenticator protocol, for the gateway's own endpoints."""
-        ip = request.client.host if request.client else None
+        ip = client_ip(request)
         principal = await self.principal(request.headers.get("authorization"), ip)
         return principal or Principal(user_id=None, name="anonymous", client_ip=ip)
 
@@ -82,7 +82,7 @@ class GatewayAuth:
     async def _api_token_principal(self, token: str, ip: str | None) -> tuple[Principal, float]:
         facts = await self._facts(token_digest(token))
         if facts is None or (facts.expires_at is not None and facts.expires_at <= datetime.now(UTC)):
-            raise Unauthorized("The API token is unknown, revoked or expired.")
+            raise InvalidToken("The API token is unknown, revoked or expired.")
         claims = Claims(
             sub=facts.user_id,
             typ="api-token",
@@ -124,7 +124,10 @@ class GatewayAuth:
 
     def identity_token(self, principal: Principal, service: str) -> str:
         """A short-lived token for exactly one service; reused while it has most of its life left."""
-        key = (f"{principal.user_id}:{principal.session_id}:{principal.token_id}", service)
+        key = (
+            f"{principal.user_id}:{principal.session_id}:{principal.token_id}:{principal.client_ip}",
+            service,
+        )
         now = time.time()
         cached = self._minted.get(key)
         if cached is not None and cached[1] - now > self._settings.identity_token_seconds / 3:
@@ -141,6 +144,7 @@ class GatewayAuth:
                 tid=principal.token_id,
                 scope=principal.scope,
                 token_namespace=principal.token_namespace,
+                client_ip=principal.client_ip,
             )
         )
         if len(self._minted) > 50_000:
@@ -150,15 +154,14 @@ class GatewayAuth:
 
     async def forward(self, scope: Scope, service: str) -> list[tuple[str, str]]:
         """Headers for the upstream: the identity (empty if anonymous) instead of the client's credentials."""
-        authorization = _header(scope, b"authorization")
+        authorization, forwarded = _credentials(scope["headers"])
         if not authorization:
             return _ANONYMOUS
-        key = (authorization, service)
+        ip = client_address(scope, forwarded)
+        key = (authorization, service, ip)
         known: list[tuple[str, str]] | None = self._forwarded.get(key)
         if known is not None:
             return known
-        client = scope.get("client")
-        ip = client[0] if client else None
         return await self._forwarding.run(key, lambda: self._forward_headers(authorization, service, ip))
 
     async def _forward_headers(
@@ -172,15 +175,20 @@ class GatewayAuth:
         identity = self.identity_token(resolved[0], service)
         headers = [(IDENTITY_HEADER, identity), ("authorization", "")]
         reuse_until = min(resolved[1], time.time() + self._settings.identity_token_seconds * 2 / 3)
-        self._forwarded.put((authorization, service), headers, reuse_until, epoch)
+        self._forwarded.put((authorization, service, ip), headers, reuse_until, epoch)
         return headers
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """Authorization and X-Forwarded-For (all of its lines), in one pass over the raw headers."""
+    authorization = forwarded = None
+    for name, value in headers:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            text = value.decode("latin-1")
+            forwarded = f"{forwarded}, {text}" if forwarded else text
+    return authorization, forwarded
 
 
 def _with_ip(principal: Principal, ip: str | None) -> Principal:
