@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kepler_kit.context import current_request_id
@@ -40,7 +41,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = _BY_STATUS.get(exc.status_code)
     error = kind(_detail_text(exc.detail)) if kind else _generic(exc.status_code, exc.detail)
-    return problem_response(error, request.url.path, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request) or headers.get("Allow", "")
+    return problem_response(error, request.url.path, headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every method of the path: Starlette's 405 names only the first route matching it, and FastAPI
+    makes one route per method (RFC 9110 §15.5.6: `Allow` lists the target's methods)."""
+    routes = getattr(request.app, "routes", [])
+    partial = (r for r in routes if r.matches(request.scope)[0] is Match.PARTIAL)
+    methods = {m for r in partial for m in getattr(r, "methods", None) or ()}
+    return ", ".join(sorted(methods))
 
 
 def _detail_text(detail: Any) -> str | None:
