@@ -7,7 +7,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kepler_kit.context import current_request_id
@@ -23,6 +22,7 @@ from kepler_kit.logging import get_logger
 
 log = get_logger(__name__)
 _BY_STATUS: dict[int, type[KeplerError]] = {404: NotFound, 405: MethodNotAllowed}
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
 def problem_response(
@@ -48,12 +48,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _allowed(request: Request) -> str:
-    """Every method of the path: Starlette's 405 names only the first route matching it, and FastAPI
-    makes one route per method (RFC 9110 §15.5.6: `Allow` lists the target's methods)."""
-    routes = getattr(request.app, "routes", [])
-    partial = (r for r in routes if r.matches(request.scope)[0] is Match.PARTIAL)
-    methods = {m for r in partial for m in getattr(r, "methods", None) or ()}
-    return ", ".join(sorted(methods))
+    """Every documented method of the path: Starlette's 405 names only the first route matching it, and
+    FastAPI makes one route per method (RFC 9110 §15.5.6: `Allow` lists the target's methods)."""
+    path = getattr(request.scope.get("route"), "path_format", None)
+    item = request.app.openapi().get("paths", {}).get(path, {}) if path else {}
+    return ", ".join(sorted(method.upper() for method in item if method in _METHODS))
 
 
 def _detail_text(detail: Any) -> str | None:
