@@ -38,6 +38,7 @@ SEED = os.environ.get("KEPLER_CONFORMANCE_SEED", "19")  # fixed: the suite's ver
 CHECKS = "all"
 SKIPPED_CHECKS = "positive_data_acceptance,negative_data_rejection"
 SKIPPED_OPERATIONS = ("updateUser", "revokeApiToken", "deleteCluster")
+METHODS = ("get", "put", "post", "delete", "patch")
 
 
 def free_port_block(size: int = 11) -> int:
@@ -85,6 +86,17 @@ class Platform:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def complete_document(self) -> dict[str, Any]:
+        """Ready is not enough: a service slow to build its first document is left out of the merge
+        (`x-kepler-unavailable`) for a couple of seconds, and Schemathesis would test a part of the API."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            document: dict[str, Any] = httpx.get(f"{self.url}/openapi.json", timeout=10).json()
+            if "x-kepler-unavailable" not in document:
+                return document
+            time.sleep(1)
+        raise AssertionError(f"services missing from the merged document: {document['x-kepler-unavailable']}")
 
     def api_token(self) -> str:
         """A platform admin and an admin-scoped API token of theirs: what an automation would use."""
@@ -145,10 +157,12 @@ def test_the_merged_document_is_the_contract_the_platform_keeps(platform: Platfo
     items = listed["items"] if isinstance(listed, dict) else listed  # a page once clusters are paged
     assert [c["name"] for c in items] == ["sandbox"], clusters.text
 
+    paths = platform.complete_document()["paths"].values()
+    operations = sum(method in METHODS for item in paths for method in item)
     report, output = schemathesis(platform, token, tmp_path)
 
     assert report["complete"], failures_section(output)
-    assert report["operations"]["tested"] >= 50, report["operations"]
+    assert report["operations"]["tested"] == operations - len(SKIPPED_OPERATIONS), report["operations"]
     assert report["errors"] == [], failures_section(output)
     assert report["failures"] == [], failures_section(output)
     assert platform.process is not None
