@@ -25,6 +25,7 @@ from kepler_kit.logging import get_logger
 log = get_logger(__name__)
 RETRY_AFTER_SECONDS = 5  # about one sweep period: long enough for a restarted Postgres or Redis
 _BY_STATUS: dict[int, type[KeplerError]] = {404: NotFound, 405: MethodNotAllowed}
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
 def problem_response(
@@ -43,7 +44,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = _BY_STATUS.get(exc.status_code)
     error = kind(_detail_text(exc.detail)) if kind else _generic(exc.status_code, exc.detail)
-    return problem_response(error, request.url.path, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request) or headers.get("Allow", "")
+    return problem_response(error, request.url.path, headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every documented method of the path: Starlette's 405 names only the first route matching it, and
+    FastAPI makes one route per method (RFC 9110 §15.5.6: `Allow` lists the target's methods)."""
+    path = getattr(request.scope.get("route"), "path_format", None)
+    item = request.app.openapi().get("paths", {}).get(path, {}) if path else {}
+    return ", ".join(sorted(method.upper() for method in item if method in _METHODS))
 
 
 def _detail_text(detail: Any) -> str | None:

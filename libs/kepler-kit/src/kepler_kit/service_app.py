@@ -20,6 +20,7 @@ from kepler_kit.identity import TRUSTED_PROXIES, TrustedProxies
 from kepler_kit.jobs import create_arq_pool, service_queue
 from kepler_kit.logging import configure_logging
 from kepler_kit.middleware import RequestContextMiddleware
+from kepler_kit.openapi import document_errors
 from kepler_kit.problems import UnhandledErrorMiddleware, install_problem_handlers
 from kepler_kit.settings import KeplerSettings
 from kepler_kit.tokens import KeyRing, TokenVerifier
@@ -76,7 +77,8 @@ def _openapi(app: FastAPI, routers: Sequence[APIRouter]) -> Callable[[], dict[st
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            app.openapi_schema = annotate_permissions(routers, problem_media_types(document))
+            annotated = annotate_permissions(routers, problem_media_types(document))
+            app.openapi_schema = document_errors(annotated)
         return app.openapi_schema
 
     return build

@@ -125,7 +125,9 @@ def pool_options(settings: GatewaySettings) -> dict[str, Any]:
 def gateway_lifespan(
     settings: GatewaySettings, table: RouteTable, proxied: Mapping[Service, Upstream]
 ) -> ExtraLifespan:
-    merge = partial(merge_openapi, owner_of=partial(owner_of, table), tag_for=partial(tag_for, table))
+    merge = partial(
+        merge_openapi, owner_of=partial(owner_of, table), tag_for=partial(tag_for, table), own=GATEWAY
+    )
 
     @asynccontextmanager
     async def lifespan(state: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

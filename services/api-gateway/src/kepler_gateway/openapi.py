@@ -11,6 +11,8 @@ Rules, in the order they apply:
 - operationIds: an id used by more than one service is prefixed with each service's camelCase name.
 - tags: an operation keeps its tags only if they are all domain tags; otherwise it gets the domain
   tag of its path. The document lists the domain tags, with descriptions, in a fixed order.
+- proxied operations (every source but the gateway's own, `own`) also answer 502 and 504 when the
+  service fails or does not answer in time.
 Services whose document could not be fetched are listed under `x-kepler-unavailable`.
 """
 
@@ -39,6 +41,7 @@ DOMAIN_TAGS: dict[str, str] = {
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _REF_PREFIX = "#/components/"
+PROXY_ERRORS = {502: "Upstream service failed", 504: "Upstream service timed out"}
 
 
 @dataclass
@@ -114,9 +117,15 @@ def _free_name(merged: Document, incoming: Document, section: str, wanted: str) 
 
 
 class _Merger:
-    def __init__(self, tag_for: Callable[[str], str | None], owner_of: Callable[[str], str] | None) -> None:
+    def __init__(
+        self,
+        tag_for: Callable[[str], str | None],
+        owner_of: Callable[[str], str] | None,
+        own: str | None,
+    ) -> None:
         self.tag_for = tag_for
         self.owner_of = owner_of
+        self.own = own
         self.result = MergeResult(document=_skeleton())
         self.path_owner: dict[str, str] = {}
 
@@ -153,6 +162,8 @@ class _Merger:
         else:
             self.path_owner[path] = service
             self.doc["paths"][path] = item
+            if self.own is not None and service != self.own:
+                _proxy_errors(item)
 
     def finish(self) -> MergeResult:
         self._unique_operation_ids()
@@ -192,6 +203,18 @@ class _Merger:
                 op["tags"] = [self.tag_for(path) or "system"]
 
 
+def _proxy_errors(item: Document) -> None:
+    operations = (item[method] for method in HTTP_METHODS if isinstance(item.get(method), dict))
+    for responses in (op["responses"] for op in operations if isinstance(op.get("responses"), dict)):
+        for status, description in PROXY_ERRORS.items():
+            responses.setdefault(str(status), _problem_response(description))
+
+
+def _problem_response(description: str) -> Document:
+    schema = {"$ref": f"{_REF_PREFIX}schemas/Problem"}
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
 def _free_id(wanted: str, taken: set[str]) -> str:
     name, n = wanted, 1
     while name in taken:
@@ -220,14 +243,16 @@ def merge_openapi(
     *,
     tag_for: Callable[[str], str | None] = lambda _: None,
     owner_of: Callable[[str], str] | None = None,
+    own: str | None = None,
 ) -> MergeResult:
     """Merge `sources` (service name → its document, or None when it could not be fetched), in order.
 
     `owner_of(path)` names the service the gateway sends a path to (the gateway's own name for paths
     it answers itself); a path documented by any other service is a conflict. Without it, every path
     is accepted from whichever service documents it. `tag_for(path)` gives a path's domain tag.
+    `own` names the gateway's own source: the operations of every other source are proxied.
     """
-    merger = _Merger(tag_for, owner_of)
+    merger = _Merger(tag_for, owner_of, own)
     for service, source in sources.items():
         if source is None:
             merger.result.unavailable.append(service)

@@ -212,7 +212,7 @@ async def update_app(
 @apps.delete(
     "/{app}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(*DENIED, BadRequest, ServiceUnavailable),
+    responses=error_responses(*DENIED, BadRequest, Conflict, ServiceUnavailable),
     summary="Delete an app and its Kubernetes objects (confirm by name)",
 )
 async def delete_app(

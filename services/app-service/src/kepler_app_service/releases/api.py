@@ -33,6 +33,7 @@ from kepler_app_service.releases.schemas import (
     RollbackRequest,
     ScaleRequest,
 )
+from kepler_app_service.releases.stream import EventStreamResponse, stream_response
 from kepler_db import models
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
@@ -53,9 +54,7 @@ from kepler_kit.text import Line
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
 DENIED = (Unauthorized, Forbidden, NotFound)
-SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "status, replicas and pods events"}
-}
+SSE_RESPONSE = stream_response("Server-Sent Events: status, replicas, pods and auto_rollback")
 
 
 async def _app(session: AsyncSession, namespace: str, app: str) -> models.App:
@@ -140,7 +139,7 @@ async def get_deployment(
 
 @router.get(
     "/deployments/{deployment_id}/events",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses={**SSE_RESPONSE, **error_responses(*DENIED)},
     summary="Follow a deployment live (Server-Sent Events; resumes from Last-Event-ID)",
 )
@@ -223,7 +222,7 @@ async def rollback_app(
     "/releases",
     status_code=status.HTTP_201_CREATED,
     response_model=Deployment,
-    responses=error_responses(*DENIED, Conflict, ServiceUnavailable),
+    responses=error_responses(*DENIED, BadRequest, Conflict, ServiceUnavailable),
     summary="Change resources, env, command/args or probes: a new release, deployed at once",
 )
 async def change_release(
@@ -360,7 +359,9 @@ def _status(app: models.App) -> AppStatus:
 
 
 @router.get(
-    "/pods", responses=error_responses(*DENIED, BadRequest, ServiceUnavailable), summary="The app's pods"
+    "/pods",
+    responses=error_responses(*DENIED, BadRequest, Conflict, ServiceUnavailable),
+    summary="The app's pods",
 )
 async def list_pods(
     namespace: NamespaceName,
@@ -379,7 +380,7 @@ async def list_pods(
 @router.delete(
     "/pods/{pod}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(*DENIED, ServiceUnavailable),
+    responses=error_responses(*DENIED, Conflict, ServiceUnavailable),
     summary="Delete one of the app's pods (its ReplicaSet replaces it)",
 )
 async def delete_pod(
@@ -404,7 +405,7 @@ async def delete_pod(
 
 @router.get(
     "/events",
-    responses=error_responses(*DENIED, BadRequest, ServiceUnavailable),
+    responses=error_responses(*DENIED, BadRequest, Conflict, ServiceUnavailable),
     summary="Kubernetes events about the app, newest first",
 )
 async def list_kube_events(
@@ -496,7 +497,7 @@ class ImportRequest(BaseModel):
 
 @namespace_router.post(
     "/imports",
-    responses=error_responses(*DENIED, ServiceUnavailable),
+    responses=error_responses(*DENIED, Conflict, ServiceUnavailable),
     summary="Adopt Deployments already running in the namespace as apps",
 )
 async def import_apps(
