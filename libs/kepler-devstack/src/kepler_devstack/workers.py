@@ -8,6 +8,7 @@ docker-compose run one worker process per service.
 
 import asyncio
 import contextlib
+import logging
 import logging.config
 import signal
 import sys
@@ -32,9 +33,11 @@ async def run(paths: list[str]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    for worker in workers:
-        with contextlib.suppress(Exception):
+    for worker in workers:  # each one closes even if another fails; a failure is shown, not swallowed
+        try:
             await worker.close()
+        except Exception:
+            logging.getLogger(__name__).exception("worker of %s did not close cleanly", worker.queue_name)
 
 
 def main() -> None:
