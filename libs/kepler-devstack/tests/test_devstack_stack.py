@@ -9,15 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from kepler_devstack import procfs
 from kepler_devstack.components import kepler_processes
 from kepler_devstack.config import StackConfig
-from kepler_devstack.embedded import port_is_free, redis_ping
+from kepler_devstack.embedded import port_is_free, redis_ping, start_postgres, stop_running_postgres
 from kepler_devstack.stack import DevstackError, check_ports_free, http_status, lock_data_dir
 
 
@@ -203,3 +206,70 @@ def test_embedded_servers_serve_make_migrate_and_stop_on_sigterm(
     assert running.wait(20) == 0
     assert not procfs.pid_alive(postmaster)
     assert not (tmp_path / "data" / "redis" / "redis.pid").exists()
+
+
+def _pid_in(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _wait_for_a_new_server(pidfile: Path, old: int, name: str) -> int:
+    """The server the devstack started in place of `old`, once it wrote its pid file."""
+    deadline = time.monotonic() + 60
+    while (pid := _pid_in(pidfile)) in (None, old) or procfs.process_name(pid) != name:
+        assert time.monotonic() < deadline, f"{name} was not restarted"
+        time.sleep(0.1)
+    assert pid is not None
+    return pid
+
+
+async def _select_one(database_url: str) -> object:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.scalar(text("select 1"))
+    finally:
+        await engine.dispose()
+
+
+def test_killed_embedded_servers_are_restarted_and_stopped_with_the_devstack(
+    tmp_path: Path, embedded_devstack: tuple[subprocess.Popen[str], dict[str, str]]
+) -> None:
+    """The services were restarted when they died, PostgreSQL and Redis were not; and a Ctrl-C after a
+    restart left the new instances running. Killed here, they come back on the URLs the services hold,
+    and SIGTERM stops the instances that replaced them."""
+    running, exports = embedded_devstack
+    postgres, redis = tmp_path / "data" / "postgres", tmp_path / "data" / "redis"
+    first_postmaster, first_redis = _pid_in(postgres / "postmaster.pid"), _pid_in(redis / "redis.pid")
+    assert first_postmaster is not None
+    assert first_redis is not None
+    os.kill(first_postmaster, signal.SIGKILL)
+    os.kill(first_redis, signal.SIGKILL)
+
+    postmaster = _wait_for_a_new_server(postgres / "postmaster.pid", first_postmaster, "postgres")
+    deadline = time.monotonic() + 30
+    while "ready" not in (postgres / "postmaster.pid").read_text():  # it accepts connections
+        assert time.monotonic() < deadline, "PostgreSQL did not get ready"
+        time.sleep(0.1)
+    redis_server = _wait_for_a_new_server(redis / "redis.pid", first_redis, "redis-server")
+    assert asyncio.run(_select_one(exports["KEPLER_DATABASE_URL"])) == 1
+    redis_port = int(exports["KEPLER_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    deadline = time.monotonic() + 30
+    while not redis_ping(redis_port):
+        assert time.monotonic() < deadline, "Redis did not come back on its port"
+        time.sleep(0.1)
+
+    running.send_signal(signal.SIGTERM)
+    assert running.wait(30) == 0
+    assert not procfs.pid_alive(postmaster)
+    assert not procfs.pid_alive(redis_server)
+
+
+def test_stopping_postgres_by_its_data_dir_stops_a_server_started_by_someone_else(tmp_path: Path) -> None:
+    """After a crash, `make migrate` (or a developer) may start PostgreSQL on the data dir; the devstack's
+    stop must not leave that one running because it is not the instance the devstack started."""
+    pg = start_postgres(tmp_path / "postgres")
+    stop_running_postgres(tmp_path / "postgres")
+    assert not procfs.pid_alive(pg.pid)

@@ -20,13 +20,8 @@ from typing import TextIO
 
 from kepler_devstack import components
 from kepler_devstack.config import StackConfig
-from kepler_devstack.embedded import (
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    port_is_free,
-    start_postgres_async,
-    start_redis_async,
-)
+from kepler_devstack.embedded import port_is_free, start_postgres_async, start_redis_async
+from kepler_devstack.keeper import keep_postgres, keep_redis
 from kepler_devstack.logfmt import fields, log
 from kepler_devstack.supervisor import ProcessSpec, Shutdown, Supervisor, first_of
 
@@ -71,22 +66,12 @@ def check_ports_free(gateway_port: int) -> None:
         raise DevstackError(f"ports in use: {', '.join(busy)}; {hint}")
 
 
-async def _stop_postgres(pg: EmbeddedPostgres) -> None:
-    await asyncio.to_thread(pg.stop)
-    log.info("PostgreSQL stopped")
-
-
-async def _stop_redis(redis: EmbeddedRedis) -> None:
-    await asyncio.to_thread(redis.stop)
-    log.info("Redis stopped")
-
-
 async def _database_url(config: StackConfig, stack: contextlib.AsyncExitStack) -> str:
     if config.database_url:
         log.info("using PostgreSQL from KEPLER_DATABASE_URL")
         return config.database_url
     pg = await start_postgres_async(config.data_dir / "postgres")
-    stack.push_async_callback(_stop_postgres, pg)
+    stack.push_async_callback(keep_postgres(pg).stop)
     log.info("embedded PostgreSQL ready", extra=fields(pid=pg.pid, url=pg.url))
     return pg.url
 
@@ -96,8 +81,8 @@ async def _redis_url(config: StackConfig, stack: contextlib.AsyncExitStack) -> s
         log.info("using Redis from KEPLER_REDIS_URL")
         return config.redis_url
     redis = await start_redis_async(config.data_dir / "redis")
-    stack.push_async_callback(_stop_redis, redis)
-    log.info("embedded Redis ready", extra=fields(pid=redis.process.pid, url=redis.url))
+    stack.push_async_callback(keep_redis(redis).stop)
+    log.info("embedded Redis ready", extra=fields(pid=redis.pid, url=redis.url))
     return redis.url
 
 
