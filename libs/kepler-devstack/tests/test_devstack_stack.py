@@ -18,10 +18,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kepler_devstack import procfs
-from kepler_devstack.components import kepler_processes
+from kepler_devstack.components import COMPONENTS, kepler_processes
 from kepler_devstack.config import StackConfig
 from kepler_devstack.embedded import port_is_free, redis_ping, start_postgres, stop_running_postgres
-from kepler_devstack.stack import DevstackError, check_ports_free, http_status, lock_data_dir
+from kepler_devstack.stack import DevstackError, check_ports_free, child_env, http_status, lock_data_dir
+from kepler_kit.jobs import service_queue
+from kepler_kit.settings import KeplerSettings
 
 
 class TestProcessTable:
@@ -51,6 +53,19 @@ class TestProcessTable:
             "KEPLER_GATEWAY_ALERT_SERVICE_URL": "http://127.0.0.1:9003",
             "KEPLER_GATEWAY_TERMINAL_SERVICE_URL": "http://127.0.0.1:9004",
         }
+
+
+class TestReadiness:
+    def test_every_service_waits_for_every_workers_heartbeat(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`make run` announced "ready" (the gateway's /readyz) before the workers had started, so the
+        first deploy waited in Redis; now each /readyz, the gateway's included, requires every worker."""
+        monkeypatch.delenv("KEPLER_READINESS_WORKER_QUEUES", raising=False)
+        env = child_env({"KEPLER_DATABASE_URL": "postgresql+asyncpg://db/x", "KEPLER_REDIS_URL": "redis://r"})
+        monkeypatch.setenv("KEPLER_READINESS_WORKER_QUEUES", env["KEPLER_READINESS_WORKER_QUEUES"])
+        settings = KeplerSettings()
+        workers = [c.name for c in COMPONENTS if c.worker]
+        assert settings.readiness_worker_queues == [service_queue(name) for name in workers]
+        assert len(workers) == 4
 
 
 class TestConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 
@@ -60,6 +61,17 @@ def _worker(c: Component) -> ProcessSpec:
     return ProcessSpec(
         c.worker_name, (sys.executable, "-m", "kepler_kit.worker", f"{c.package}.tasks.WorkerSettings")
     )
+
+
+def worker_queues() -> list[str]:
+    """The arq queue of each worker (`kepler_kit.jobs.service_queue`; not imported: it pulls in arq)."""
+    return [f"kepler:{c.name}" for c in COMPONENTS if c.worker]
+
+
+def readiness_env() -> dict[str, str]:
+    """Every service's `/readyz`, the gateway's included, waits for every worker's heartbeat: "Kepler is
+    ready" then means a deploy is picked up, not queued behind workers still importing."""
+    return {"KEPLER_READINESS_WORKER_QUEUES": json.dumps(worker_queues())}
 
 
 def kepler_services(gateway_port: int) -> list[ProcessSpec]:

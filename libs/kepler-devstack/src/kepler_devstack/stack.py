@@ -102,7 +102,7 @@ async def backing_servers(config: StackConfig) -> AsyncIterator[dict[str, str]]:
 
 def child_env(urls: dict[str, str]) -> dict[str, str]:
     """Unbuffered so child output reaches the terminal as it happens, not when a 8 KiB buffer fills."""
-    return {**os.environ, **urls, "PYTHONUNBUFFERED": "1"}
+    return {**components.readiness_env(), **os.environ, **urls, "PYTHONUNBUFFERED": "1"}
 
 
 async def migrate(config: StackConfig, env: dict[str, str], shutdown: Shutdown, out: TextIO) -> bool:
@@ -135,12 +135,11 @@ async def http_status(host: str, port: int, path: str) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-async def announce_when_ready(port: int, shutdown: Shutdown, started: float, ready: asyncio.Event) -> None:
+async def announce_when_ready(port: int, shutdown: Shutdown, started: float) -> None:
     """Poll the gateway's readiness briefly at startup and tell the user where Kepler is."""
     url, slow_warned = f"http://{components.HOST}:{port}", False
     while not shutdown.requested.is_set():
         if await http_status(components.HOST, port, READY_PATH) == 200:
-            ready.set()
             log.info(f"Kepler is ready in {time.monotonic() - started:.1f}s")
             log.info(f"  gateway   {url}")
             log.info(f"  API docs  {url}/docs")
@@ -151,13 +150,24 @@ async def announce_when_ready(port: int, shutdown: Shutdown, started: float, rea
         await first_of(shutdown.requested.wait(), at_most_s=0.25)
 
 
-async def start_workers(workers: Supervisor, ready: asyncio.Event, shutdown: Shutdown) -> None:
-    """Workers start once the gateway is ready, or after WORKERS_AT_LATEST_S if it never gets there.
+async def services_up(gateway_port: int, shutdown: Shutdown) -> None:
+    """Until every service answers `/healthz` (it has imported and serves), or shutdown."""
+    ports = list(components.service_ports(gateway_port).values())
+    while not shutdown.requested.is_set():
+        statuses = await asyncio.gather(*(http_status(components.HOST, port, "/healthz") for port in ports))
+        if all(status == 200 for status in statuses):
+            return
+        await first_of(shutdown.requested.wait(), at_most_s=0.25)
+
+
+async def start_workers(workers: Supervisor, gateway_port: int, shutdown: Shutdown) -> None:
+    """Workers start once every service is up, or after WORKERS_AT_LATEST_S if one never gets there.
 
     Nine processes importing at once on a two-core laptop slow each other down; giving the API the CPU
-    first gets `make run` usable seconds sooner, and a job enqueued meanwhile just waits in Redis.
+    first gets `make run` usable seconds sooner, and a job enqueued meanwhile just waits in Redis. Not
+    "once the gateway is ready": readiness includes the workers' heartbeat.
     """
-    await first_of(ready.wait(), shutdown.requested.wait(), at_most_s=WORKERS_AT_LATEST_S)
+    await first_of(services_up(gateway_port, shutdown), at_most_s=WORKERS_AT_LATEST_S)
     if not shutdown.requested.is_set():
         log.info("starting workers")
         await workers.run()
@@ -169,13 +179,13 @@ async def serve(
     def supervisor(specs: list[ProcessSpec]) -> Supervisor:
         return Supervisor(specs, env, shutdown, out=out, width=name_width(), cwd=config.root)
 
-    ready = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         if config.sandbox:
             group.create_task(supervisor([components.sandbox_cluster(config.sandbox_port)]).run())
         group.create_task(supervisor(components.kepler_services(config.gateway_port)).run())
-        group.create_task(announce_when_ready(config.gateway_port, shutdown, started, ready))
-        group.create_task(start_workers(supervisor(components.kepler_workers()), ready, shutdown))
+        group.create_task(announce_when_ready(config.gateway_port, shutdown, started))
+        workers = supervisor(components.kepler_workers())
+        group.create_task(start_workers(workers, config.gateway_port, shutdown))
     log.info("all processes stopped")
 
 

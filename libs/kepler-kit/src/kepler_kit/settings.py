@@ -26,6 +26,11 @@ class KeplerSettings(BaseSettings):
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
     queue_name: str = Field("", validation_alias=_shared("QUEUE_NAME"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_shared("CORS_ORIGINS"))
+    # Queues whose worker must be beating for /readyz to answer 200 (JSON list). `make run` lists every
+    # worker's, so "ready" means jobs run too; empty (the default) keeps an API's readiness its own.
+    readiness_worker_queues: list[str] = Field(
+        default_factory=list, validation_alias=_shared("READINESS_WORKER_QUEUES")
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "KeplerSettings":
