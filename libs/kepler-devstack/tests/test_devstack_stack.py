@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kepler_devstack import procfs
-from kepler_devstack.components import COMPONENTS, kepler_processes
+from kepler_devstack.components import COMPONENTS, kepler_processes, sandbox_cluster
 from kepler_devstack.config import StackConfig
 from kepler_devstack.embedded import port_is_free, redis_ping, start_postgres, stop_running_postgres
 from kepler_devstack.stack import DevstackError, check_ports_free, child_env, http_status, lock_data_dir
@@ -53,6 +53,14 @@ class TestProcessTable:
             "KEPLER_GATEWAY_ALERT_SERVICE_URL": "http://127.0.0.1:9003",
             "KEPLER_GATEWAY_TERMINAL_SERVICE_URL": "http://127.0.0.1:9004",
         }
+
+
+class TestSandbox:
+    def test_the_simulated_cluster_keeps_its_objects_under_the_data_dir(self, tmp_path: Path) -> None:
+        """A restarted sandbox came back empty while Kepler still showed the apps as rolled out."""
+        config = StackConfig.from_env({"KEPLER_DATA_DIR": str(tmp_path), "KEPLER_SANDBOX": "1"}, cwd=tmp_path)
+        argv = sandbox_cluster(config.sandbox_port, config.sandbox_state_file).argv
+        assert argv[argv.index("--state-file") + 1] == str(tmp_path / "sandbox" / "cluster.json")
 
 
 class TestReadiness:

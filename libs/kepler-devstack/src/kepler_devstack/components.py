@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from kepler_devstack.supervisor import ProcessSpec
 
@@ -94,19 +95,13 @@ def kepler_processes(gateway_port: int) -> list[ProcessSpec]:
     return kepler_services(gateway_port) + kepler_workers()
 
 
-def sandbox_cluster(port: int) -> ProcessSpec:
-    """The simulated Kubernetes of `KEPLER_SANDBOX=1`: pods turn ready after two seconds."""
+def sandbox_cluster(port: int, state_file: Path) -> ProcessSpec:
+    """The simulated Kubernetes of `KEPLER_SANDBOX=1`: pods turn ready after two seconds; its objects are
+    kept in `state_file` (under the data dir), so a restart does not empty the cluster Kepler deployed to."""
     argv = (
-        sys.executable,
-        "-m",
-        "kepler_kubefake",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--ready-delay",
-        "2",
-    )
+        sys.executable, "-m", "kepler_kubefake", "--host", HOST, "--port", str(port),
+        "--ready-delay", "2", "--state-file", str(state_file),
+    )  # fmt: skip
     return ProcessSpec("kubefake", argv)
 
 

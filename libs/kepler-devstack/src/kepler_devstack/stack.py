@@ -181,7 +181,9 @@ async def serve(
 
     async with asyncio.TaskGroup() as group:
         if config.sandbox:
-            group.create_task(supervisor([components.sandbox_cluster(config.sandbox_port)]).run())
+            group.create_task(
+                supervisor([components.sandbox_cluster(config.sandbox_port, config.sandbox_state_file)]).run()
+            )
         group.create_task(supervisor(components.kepler_services(config.gateway_port)).run())
         group.create_task(announce_when_ready(config.gateway_port, shutdown, started))
         workers = supervisor(components.kepler_workers())
