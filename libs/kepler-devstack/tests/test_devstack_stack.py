@@ -21,7 +21,15 @@ from kepler_devstack import procfs
 from kepler_devstack.components import COMPONENTS, kepler_processes, sandbox_cluster
 from kepler_devstack.config import StackConfig
 from kepler_devstack.embedded import port_is_free, redis_ping, start_postgres, stop_running_postgres
-from kepler_devstack.stack import DevstackError, check_ports_free, child_env, http_status, lock_data_dir
+from kepler_devstack.stack import (
+    DevstackError,
+    check_ports_free,
+    child_env,
+    http_status,
+    lock_data_dir,
+    wait_for_free_ports,
+)
+from kepler_devstack.supervisor import Shutdown
 from kepler_kit.jobs import service_queue
 from kepler_kit.settings import KeplerSettings
 
@@ -106,6 +114,24 @@ class TestStartupChecks:
     def test_a_busy_service_port_is_refused_with_a_hint(self, listening_port: int) -> None:
         with pytest.raises(DevstackError, match=rf"{listening_port} \(gateway\).*KEPLER_GATEWAY_PORT"):
             check_ports_free(listening_port)
+
+    async def test_a_port_held_by_a_connection_is_waited_for_not_refused(self) -> None:
+        """`make run` refused "ports in use: 38002" with nothing listening there: the port was the local
+        end of a connection (ports from 32768 up are also ephemeral ports). It is free once that
+        connection is gone, so the devstack waits instead of refusing."""
+        gateway = free_port_block()
+        with socket.socket() as listener, socket.socket() as client:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            client.bind(("127.0.0.1", gateway + 2))
+            client.connect(listener.getsockname())
+            server_side, _ = listener.accept()
+            waiting = asyncio.create_task(wait_for_free_ports(gateway, Shutdown(), within_s=60))
+            await asyncio.sleep(0)  # its first look: the port cannot be bound
+            assert not waiting.done()
+            server_side.close()  # the server closes first: the client's port does not linger in TIME_WAIT
+            client.close()
+        await asyncio.wait_for(waiting, 30)
 
     def test_one_devstack_per_data_dir(self, tmp_path: Path) -> None:
         with lock_data_dir(tmp_path), pytest.raises(DevstackError, match="another devstack"):

@@ -164,6 +164,15 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
+def port_is_listening(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
+    """A server accepts connections there (what `port_is_free` cannot tell from a closing connection)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from kepler_devstack import components
 from kepler_devstack.config import StackConfig
-from kepler_devstack.embedded import port_is_free, start_postgres_async, start_redis_async
+from kepler_devstack.embedded import port_is_free, port_is_listening, start_postgres_async, start_redis_async
 from kepler_devstack.keeper import keep_postgres, keep_redis
 from kepler_devstack.logfmt import fields, log
 from kepler_devstack.supervisor import ProcessSpec, Shutdown, Supervisor, first_of
@@ -29,6 +29,7 @@ READY_PATH = "/readyz"
 SLOW_START_S = 60.0
 PROBE_TIMEOUT_S = 2.0
 WORKERS_AT_LATEST_S = 30.0
+PORT_WAIT_S = 65.0  # Linux keeps a closed connection's port in TIME_WAIT for 60 s
 
 
 class DevstackError(RuntimeError):
@@ -57,13 +58,34 @@ def lock_data_dir(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def check_ports_free(gateway_port: int) -> None:
-    """Fail fast with a hint rather than let five services crash-loop on "address in use"."""
-    busy = [f"{port} ({name})" for name, port in components.service_ports(gateway_port).items()
-            if not port_is_free(port)]  # fmt: skip
-    if busy:
+def check_ports_free(gateway_port: int) -> list[str]:
+    """Fail fast with a hint when a server listens on a service port, rather than let five services
+    crash-loop on "address in use". Returns the ports that cannot be bound yet although nothing listens:
+    the local end of a connection, e.g. one that just closed and sits in TIME_WAIT for a minute (ports
+    from 32768 up are also the kernel's ephemeral ports, which every outgoing connection uses)."""
+    busy = {
+        port: name for name, port in components.service_ports(gateway_port).items() if not port_is_free(port)
+    }
+    listening = [f"{port} ({name})" for port, name in busy.items() if port_is_listening(port)]
+    if listening:
         hint = "stop what holds them or set KEPLER_GATEWAY_PORT"
-        raise DevstackError(f"ports in use: {', '.join(busy)}; {hint}")
+        raise DevstackError(f"ports in use: {', '.join(listening)}; {hint}")
+    return [f"{port} ({name})" for port, name in busy.items()]
+
+
+async def wait_for_free_ports(gateway_port: int, shutdown: Shutdown, within_s: float = PORT_WAIT_S) -> None:
+    """`make run` once refused "ports in use: 38002" while nothing listened there: a port held by a closing
+    connection is free within a minute, so wait for it (saying so) instead of refusing to start."""
+    deadline, announced = time.monotonic() + within_s, False
+    while held := check_ports_free(gateway_port):
+        if time.monotonic() >= deadline or shutdown.requested.is_set():
+            raise DevstackError(
+                f"ports still held by closed connections: {', '.join(held)}; set KEPLER_GATEWAY_PORT"
+            )
+        if not announced:
+            log.info("waiting for ports held by closing connections", extra=fields(ports=", ".join(held)))
+            announced = True
+        await first_of(shutdown.requested.wait(), at_most_s=0.25)
 
 
 async def _database_url(config: StackConfig, stack: contextlib.AsyncExitStack) -> str:
@@ -207,7 +229,7 @@ async def run_stack(config: StackConfig, out: TextIO) -> int:
     """The whole of `make run`; returns the process exit code."""
     started, shutdown = time.monotonic(), Shutdown()
     shutdown.install_signal_handlers()
-    check_ports_free(config.gateway_port)
+    await wait_for_free_ports(config.gateway_port, shutdown)
     async with backing_servers(config) as urls:
         env = child_env(urls)
         if shutdown.requested.is_set() or not await migrate(config, env, shutdown, out):
