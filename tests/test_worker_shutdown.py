@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kepler_db import Cluster
+from kepler_devstack.embedded import start_redis_async
 from kepler_kit.db import create_sessionmaker
 from kepler_kit.testing.database import TestDatabase, create_test_database, drop_test_database
 from kepler_kit.worker import heartbeat_key
@@ -33,13 +34,14 @@ def scratch(test_database: TestDatabase) -> Iterator[TestDatabase]:
     drop_test_database(database)
 
 
-async def register_clusters(database_url: str, fake_url: str) -> None:
+async def register_clusters(database_url: str, fake_url: str, *, broken: bool) -> None:
     engine = create_async_engine(database_url)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             session.add(Cluster(name="sandbox", api_url=fake_url, simulated=True))
             await session.flush()
-            session.add(Cluster(name="broken", api_url="https://127.0.0.1:9", ca_data=BROKEN_CA))
+            if broken:
+                session.add(Cluster(name="broken", api_url="https://127.0.0.1:9", ca_data=BROKEN_CA))
     finally:
         await engine.dispose()
 
@@ -70,7 +72,7 @@ async def test_stopping_the_workers_closes_every_cluster_client(
     every stop once live status had failed (here: a cluster whose CA cannot be loaded), because the
     worker's shutdown re-raised that failure before closing the cluster clients."""
     async with KubeFake.start(ready_delay=0.0) as fake:
-        await register_clusters(scratch.url, fake.url)
+        await register_clusters(scratch.url, fake.url, broken=True)
         env = {**os.environ, "KEPLER_DATABASE_URL": scratch.url, "KEPLER_REDIS_URL": redis_url,
                "KEPLER_QUEUE_NAME": queue_name}  # fmt: skip
         worker = start_workers(env)
@@ -85,3 +87,31 @@ async def test_stopping_the_workers_closes_every_cluster_client(
     assert worker.returncode == 0, stderr
     assert "Unclosed client session" not in stderr
     assert "Unclosed connector" not in stderr
+
+
+async def test_workers_that_lose_redis_still_close_every_cluster_client(
+    scratch: TestDatabase, queue_name: str, tmp_path: Path
+) -> None:
+    """Redis going away ends a worker on its own: the process exits for the supervisor to restart it, and
+    it used to skip every worker's shutdown on the way out ("Unclosed client session" in `make run`)."""
+    redis = await start_redis_async(tmp_path / "redis", persist=False)
+    try:
+        async with KubeFake.start(ready_delay=0.0) as fake:
+            await register_clusters(scratch.url, fake.url, broken=False)
+            env = {**os.environ, "KEPLER_DATABASE_URL": scratch.url, "KEPLER_REDIS_URL": redis.url,
+                   "KEPLER_QUEUE_NAME": queue_name}  # fmt: skip
+            worker = start_workers(env)
+            try:
+                await wait_for_heartbeat(redis.url, queue_name, worker)
+                while not fake.requests:  # noqa: ASYNC110  (live status has built its cluster client)
+                    await asyncio.sleep(0.1)
+                await asyncio.to_thread(redis.stop)
+                _, stderr = await asyncio.to_thread(worker.communicate, timeout=60)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+    finally:
+        await asyncio.to_thread(redis.stop)
+    assert worker.returncode == 1, stderr
+    assert "Unclosed client session" not in stderr

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib
 import logging.config
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -135,6 +136,25 @@ class KeplerWorker(Worker):
                             self._woken.set()
             except (RedisError, OSError):
                 await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        """arq's close(), except that the service's `on_shutdown` and the pool's closing also happen when
+        Redis is gone (the usual reason a worker stops on its own): arq stops at its first Redis error, and
+        the cluster clients and database pool were then left unclosed ("Unclosed client session")."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.delete(self.health_check_key)
+        try:
+            if self.on_shutdown is not None:
+                await self.on_shutdown(self.ctx)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await self.pool.aclose(close_connection_pool=True)
+            self._pool = None
 
     async def main(self) -> None:
         try:
