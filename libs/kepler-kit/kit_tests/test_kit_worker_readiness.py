@@ -24,7 +24,8 @@ async def noop(ctx: WorkerContext) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(redis_url: str, queue_name: str) -> AsyncIterator[None]:
+async def beating_worker(arq: ArqRedis, redis_url: str, queue_name: str) -> AsyncIterator[None]:
+    """A worker of `queue_name`, entered once its first heartbeat is in Redis."""
     worker = KeplerWorker(
         functions=[func(noop, name="noop")],  # type: ignore[arg-type]
         redis_settings=redis_settings(redis_url),
@@ -33,6 +34,11 @@ async def running_worker(redis_url: str, queue_name: str) -> AsyncIterator[None]
     )
     running = asyncio.create_task(worker.main())
     try:
+        while not await arq.exists(heartbeat_key(queue_name)):
+            if running.done():
+                await running  # raises why the worker stopped
+                raise AssertionError("the worker stopped before its first heartbeat")
+            await asyncio.sleep(0.02)
         yield
     finally:
         running.cancel()
@@ -68,9 +74,7 @@ class TestWorkerReadiness:
         status, check = await worker_check(client, queue_name)
         assert (status, check["ok"]) == (503, False)
         assert check["detail"] == f"no heartbeat within {HEARTBEAT_TTL_S}s"
-        async with running_worker(redis_url, queue_name):
-            while not await arq.exists(heartbeat_key(queue_name)):  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
+        async with beating_worker(arq, redis_url, queue_name):
             status, check = await worker_check(client, queue_name)
             assert (status, check["ok"]) == (200, True)
 
@@ -78,9 +82,8 @@ class TestWorkerReadiness:
         self, arq: ArqRedis, redis_url: str, queue_name: str
     ) -> None:
         """Nothing deletes the key when a worker dies by SIGKILL: only its expiry makes readiness fail."""
-        async with running_worker(redis_url, queue_name):
-            while not await arq.exists(heartbeat_key(queue_name)):  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
+        async with beating_worker(arq, redis_url, queue_name):
+            pass
         assert 0 < await arq.ttl(heartbeat_key(queue_name)) <= HEARTBEAT_TTL_S
 
     async def test_readiness_is_the_services_own_unless_configured(
