@@ -4,10 +4,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from kepler_kubefake import KubeFake
+from kepler_kubefake.errors import ApiError
 from kepler_kubefake.workloads import pod_ready
 
 MakeDeployment = Callable[..., dict[str, Any]]
@@ -73,3 +75,20 @@ class TestStateFile:
             await roll_out(first, make_deployment(replicas=2))
         async with KubeFake.start(ready_delay=0.0) as second:
             assert second.get("Deployment", "web", "team-a") is None
+
+    async def test_a_watch_from_before_the_restart_is_told_to_relist(
+        self, tmp_path: Path, make_deployment: MakeDeployment
+    ) -> None:
+        """The fake keeps objects, not history: a client resuming an old watch gets 410 Gone and re-lists
+        (what Kepler's live status does), instead of silently missing what changed meanwhile."""
+        state = tmp_path / "cluster.json"
+        async with KubeFake.start(ready_delay=0.0, state_file=state) as first:
+            await roll_out(first, make_deployment(replicas=2))
+            seen = first.get("Namespace", "team-a")  # written before the Deployment: an old version
+            assert seen is not None
+        async with KubeFake.start(ready_delay=0.0, state_file=state) as second:
+            deployments = second.registry.named("Deployment")
+            with pytest.raises(ApiError) as gone:
+                second.store.since(deployments, rv(seen))
+            assert gone.value.code == 410
+            assert second.store.since(deployments, second.store.revision) == []
