@@ -322,3 +322,16 @@ def test_stopping_postgres_by_its_data_dir_stops_a_server_started_by_someone_els
     pg = start_postgres(tmp_path / "postgres")
     stop_running_postgres(tmp_path / "postgres")
     assert not procfs.pid_alive(pg.pid)
+
+
+def test_stopping_postgres_by_its_data_dir_spares_a_recycled_pid(tmp_path: Path) -> None:
+    """After a crash the pid file is stale; its pid may by now be another PostgreSQL's (six stacks on one
+    machine): only the postmaster running in this data dir is stopped."""
+    other = start_postgres(tmp_path / "other")
+    try:
+        (tmp_path / "mine").mkdir()
+        (tmp_path / "mine" / "postmaster.pid").write_text(f"{other.pid}\n{tmp_path / 'mine'}\n")
+        stop_running_postgres(tmp_path / "mine")
+        assert procfs.pid_alive(other.pid)
+    finally:
+        other.stop()

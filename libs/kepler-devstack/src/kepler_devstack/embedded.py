@@ -92,7 +92,8 @@ def stop_running_postgres(data_dir: Path) -> None:
         pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
     except (FileNotFoundError, ValueError):
         return
-    if procfs.process_name(pid) == "postgres":
+    # A postmaster runs in its data dir: a stale pid file's pid, recycled by another PostgreSQL, is left be.
+    if procfs.process_name(pid) == "postgres" and procfs.process_cwd(pid) == data_dir:
         EmbeddedPostgres(data_dir, data_dir, pid).stop()
 
 
