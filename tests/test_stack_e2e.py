@@ -88,6 +88,9 @@ def test_make_run_serves_everything_and_keeps_data_across_restarts(stack: Stack)
     stack.start()
     ready = httpx.get(f"{stack.url}/readyz").json()
     assert {c["name"] for c in ready["checks"]} >= {"database", "redis", "app-service", "terminal-service"}
+    assert {"worker kepler:app-service", "worker kepler:build-service"} <= {
+        c["name"] for c in ready["checks"]
+    }
     paths = httpx.get(f"{stack.url}/openapi.json").json()["paths"]
     for service in ("app-service", "build-service", "alert-service", "terminal-service", "api-gateway"):
         assert f"/api/v1/status/{service}" in paths

@@ -9,16 +9,29 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from kepler_devstack import procfs
-from kepler_devstack.components import kepler_processes
+from kepler_devstack.components import COMPONENTS, kepler_processes, sandbox_cluster
 from kepler_devstack.config import StackConfig
-from kepler_devstack.embedded import port_is_free, redis_ping
-from kepler_devstack.stack import DevstackError, check_ports_free, http_status, lock_data_dir
+from kepler_devstack.embedded import port_is_free, redis_ping, start_postgres, stop_running_postgres
+from kepler_devstack.stack import (
+    DevstackError,
+    check_ports_free,
+    child_env,
+    http_status,
+    lock_data_dir,
+    wait_for_free_ports,
+)
+from kepler_devstack.supervisor import Shutdown
+from kepler_kit.jobs import service_queue
+from kepler_kit.settings import KeplerSettings
 
 
 class TestProcessTable:
@@ -48,6 +61,27 @@ class TestProcessTable:
             "KEPLER_GATEWAY_ALERT_SERVICE_URL": "http://127.0.0.1:9003",
             "KEPLER_GATEWAY_TERMINAL_SERVICE_URL": "http://127.0.0.1:9004",
         }
+
+
+class TestSandbox:
+    def test_the_simulated_cluster_keeps_its_objects_under_the_data_dir(self, tmp_path: Path) -> None:
+        """A restarted sandbox came back empty while Kepler still showed the apps as rolled out."""
+        config = StackConfig.from_env({"KEPLER_DATA_DIR": str(tmp_path), "KEPLER_SANDBOX": "1"}, cwd=tmp_path)
+        argv = sandbox_cluster(config.sandbox_port, config.sandbox_state_file).argv
+        assert argv[argv.index("--state-file") + 1] == str(tmp_path / "sandbox" / "cluster.json")
+
+
+class TestReadiness:
+    def test_every_service_waits_for_every_workers_heartbeat(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`make run` announced "ready" (the gateway's /readyz) before the workers had started, so the
+        first deploy waited in Redis; now each /readyz, the gateway's included, requires every worker."""
+        monkeypatch.delenv("KEPLER_READINESS_WORKER_QUEUES", raising=False)
+        env = child_env({"KEPLER_DATABASE_URL": "postgresql+asyncpg://db/x", "KEPLER_REDIS_URL": "redis://r"})
+        monkeypatch.setenv("KEPLER_READINESS_WORKER_QUEUES", env["KEPLER_READINESS_WORKER_QUEUES"])
+        settings = KeplerSettings()
+        workers = [c.name for c in COMPONENTS if c.worker]
+        assert settings.readiness_worker_queues == [service_queue(name) for name in workers]
+        assert len(workers) == 4
 
 
 class TestConfig:
@@ -80,6 +114,24 @@ class TestStartupChecks:
     def test_a_busy_service_port_is_refused_with_a_hint(self, listening_port: int) -> None:
         with pytest.raises(DevstackError, match=rf"{listening_port} \(gateway\).*KEPLER_GATEWAY_PORT"):
             check_ports_free(listening_port)
+
+    async def test_a_port_held_by_a_connection_is_waited_for_not_refused(self) -> None:
+        """`make run` refused "ports in use: 38002" with nothing listening there: the port was the local
+        end of a connection (ports from 32768 up are also ephemeral ports). It is free once that
+        connection is gone, so the devstack waits instead of refusing."""
+        gateway = free_port_block()
+        with socket.socket() as listener, socket.socket() as client:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            client.bind(("127.0.0.1", gateway + 2))
+            client.connect(listener.getsockname())
+            server_side, _ = listener.accept()
+            waiting = asyncio.create_task(wait_for_free_ports(gateway, Shutdown(), within_s=60))
+            await asyncio.sleep(0)  # its first look: the port cannot be bound
+            assert not waiting.done()
+            server_side.close()  # the server closes first: the client's port does not linger in TIME_WAIT
+            client.close()
+        await asyncio.wait_for(waiting, 30)
 
     def test_one_devstack_per_data_dir(self, tmp_path: Path) -> None:
         with lock_data_dir(tmp_path), pytest.raises(DevstackError, match="another devstack"):
@@ -203,3 +255,83 @@ def test_embedded_servers_serve_make_migrate_and_stop_on_sigterm(
     assert running.wait(20) == 0
     assert not procfs.pid_alive(postmaster)
     assert not (tmp_path / "data" / "redis" / "redis.pid").exists()
+
+
+def _pid_in(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def _wait_for_a_new_server(pidfile: Path, old: int, name: str) -> int:
+    """The server the devstack started in place of `old`, once it wrote its pid file."""
+    deadline = time.monotonic() + 60
+    while (pid := _pid_in(pidfile)) in (None, old) or procfs.process_name(pid) != name:
+        assert time.monotonic() < deadline, f"{name} was not restarted"
+        time.sleep(0.1)
+    assert pid is not None
+    return pid
+
+
+async def _select_one(database_url: str) -> object:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.scalar(text("select 1"))
+    finally:
+        await engine.dispose()
+
+
+def test_killed_embedded_servers_are_restarted_and_stopped_with_the_devstack(
+    tmp_path: Path, embedded_devstack: tuple[subprocess.Popen[str], dict[str, str]]
+) -> None:
+    """The services were restarted when they died, PostgreSQL and Redis were not; and a Ctrl-C after a
+    restart left the new instances running. Killed here, they come back on the URLs the services hold,
+    and SIGTERM stops the instances that replaced them."""
+    running, exports = embedded_devstack
+    postgres, redis = tmp_path / "data" / "postgres", tmp_path / "data" / "redis"
+    first_postmaster, first_redis = _pid_in(postgres / "postmaster.pid"), _pid_in(redis / "redis.pid")
+    assert first_postmaster is not None
+    assert first_redis is not None
+    os.kill(first_postmaster, signal.SIGKILL)
+    os.kill(first_redis, signal.SIGKILL)
+
+    postmaster = _wait_for_a_new_server(postgres / "postmaster.pid", first_postmaster, "postgres")
+    deadline = time.monotonic() + 30
+    while "ready" not in (postgres / "postmaster.pid").read_text():  # it accepts connections
+        assert time.monotonic() < deadline, "PostgreSQL did not get ready"
+        time.sleep(0.1)
+    redis_server = _wait_for_a_new_server(redis / "redis.pid", first_redis, "redis-server")
+    assert asyncio.run(_select_one(exports["KEPLER_DATABASE_URL"])) == 1
+    redis_port = int(exports["KEPLER_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    deadline = time.monotonic() + 30
+    while not redis_ping(redis_port):
+        assert time.monotonic() < deadline, "Redis did not come back on its port"
+        time.sleep(0.1)
+
+    running.send_signal(signal.SIGTERM)
+    assert running.wait(30) == 0
+    assert not procfs.pid_alive(postmaster)
+    assert not procfs.pid_alive(redis_server)
+
+
+def test_stopping_postgres_by_its_data_dir_stops_a_server_started_by_someone_else(tmp_path: Path) -> None:
+    """After a crash, `make migrate` (or a developer) may start PostgreSQL on the data dir; the devstack's
+    stop must not leave that one running because it is not the instance the devstack started."""
+    pg = start_postgres(tmp_path / "postgres")
+    stop_running_postgres(tmp_path / "postgres")
+    assert not procfs.pid_alive(pg.pid)
+
+
+def test_stopping_postgres_by_its_data_dir_spares_a_recycled_pid(tmp_path: Path) -> None:
+    """After a crash the pid file is stale; its pid may by now be another PostgreSQL's (six stacks on one
+    machine): only the postmaster running in this data dir is stopped."""
+    other = start_postgres(tmp_path / "other")
+    try:
+        (tmp_path / "mine").mkdir()
+        (tmp_path / "mine" / "postmaster.pid").write_text(f"{other.pid}\n{tmp_path / 'mine'}\n")
+        stop_running_postgres(tmp_path / "mine")
+        assert procfs.pid_alive(other.pid)
+    finally:
+        other.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from kepler_devstack.supervisor import ProcessSpec
 
@@ -52,6 +54,7 @@ def _service(c: Component, gateway_port: int) -> ProcessSpec:
         sys.executable, "-m", "uvicorn", f"{c.package}.app:create_app", "--factory",
         "--host", HOST, "--port", str(gateway_port + c.port_offset),
         "--no-access-log", "--log-level", "warning",
+        "--no-proxy-headers",  # uvicorn would believe X-Forwarded-For from loopback: our kit decides
     )  # fmt: skip
     return ProcessSpec(c.name, argv, gateway_routes(gateway_port) if c.port_offset == 0 else {})
 
@@ -60,6 +63,17 @@ def _worker(c: Component) -> ProcessSpec:
     return ProcessSpec(
         c.worker_name, (sys.executable, "-m", "kepler_kit.worker", f"{c.package}.tasks.WorkerSettings")
     )
+
+
+def worker_queues() -> list[str]:
+    """The arq queue of each worker (`kepler_kit.jobs.service_queue`; not imported: it pulls in arq)."""
+    return [f"kepler:{c.name}" for c in COMPONENTS if c.worker]
+
+
+def readiness_env() -> dict[str, str]:
+    """Every service's `/readyz`, the gateway's included, waits for every worker's heartbeat: "Kepler is
+    ready" then means a deploy is picked up, not queued behind workers still importing."""
+    return {"KEPLER_READINESS_WORKER_QUEUES": json.dumps(worker_queues())}
 
 
 def kepler_services(gateway_port: int) -> list[ProcessSpec]:
@@ -82,19 +96,13 @@ def kepler_processes(gateway_port: int) -> list[ProcessSpec]:
     return kepler_services(gateway_port) + kepler_workers()
 
 
-def sandbox_cluster(port: int) -> ProcessSpec:
-    """The simulated Kubernetes of `KEPLER_SANDBOX=1`: pods turn ready after two seconds."""
+def sandbox_cluster(port: int, state_file: Path) -> ProcessSpec:
+    """The simulated Kubernetes of `KEPLER_SANDBOX=1`: pods turn ready after two seconds; its objects are
+    kept in `state_file` (under the data dir), so a restart does not empty the cluster Kepler deployed to."""
     argv = (
-        sys.executable,
-        "-m",
-        "kepler_kubefake",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--ready-delay",
-        "2",
-    )
+        sys.executable, "-m", "kepler_kubefake", "--host", HOST, "--port", str(port),
+        "--ready-delay", "2", "--state-file", str(state_file),
+    )  # fmt: skip
     return ProcessSpec("kubefake", argv)
 
 

@@ -13,7 +13,8 @@ ENVIRONMENT = """\
   KEPLER_GATEWAY_PORT   gateway port (default 8000); the four services take the next four ports
   KEPLER_DATABASE_URL   use this PostgreSQL instead of the embedded one
   KEPLER_REDIS_URL      use this Redis instead of the embedded one
-  KEPLER_SANDBOX        1: also start a simulated Kubernetes (a contract fake) and deploy to it
+  KEPLER_SANDBOX        1: also start a simulated Kubernetes (a contract fake) and deploy to it;
+                        its objects are kept in <data dir>/sandbox/cluster.json across runs
   KEPLER_LOG_JSON       true: every line (devstack, services, workers) one JSON object (default: text)
 """
 
@@ -41,6 +42,10 @@ class StackConfig:
     @property
     def sandbox_port(self) -> int:
         return self.gateway_port + 10
+
+    @property
+    def sandbox_state_file(self) -> Path:
+        return self.data_dir / "sandbox" / "cluster.json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> StackConfig:

@@ -53,6 +53,9 @@ class EmbeddedPostgres:
         """SQLAlchemy URL; asyncpg takes the socket directory as `host`."""
         return f"postgresql+asyncpg://postgres@/postgres?host={quote(str(self.socket_dir), safe='/')}"
 
+    def alive(self) -> bool:
+        return procfs.pid_alive(self.pid)
+
     def stop(self, step_timeout: float = 5.0) -> None:
         """SIGTERM ("smart": waits for clients, gone by now), then fast, then immediate shutdown.
 
@@ -81,6 +84,19 @@ class EmbeddedPostgres:
         self.stop()
 
 
+def stop_running_postgres(data_dir: Path) -> None:
+    """Stop whichever postmaster runs on `data_dir`: also one that `make migrate` or a developer started
+    after ours had died, which `stop()` on the old instance would leave running."""
+    data_dir = Path(data_dir).resolve()
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return
+    # A postmaster runs in its data dir: a stale pid file's pid, recycled by another PostgreSQL, is left be.
+    if procfs.process_name(pid) == "postgres" and procfs.process_cwd(pid) == data_dir:
+        EmbeddedPostgres(data_dir, data_dir, pid).stop()
+
+
 def start_postgres(data_dir: Path, start_timeout_s: float = START_TIMEOUT_S) -> EmbeddedPostgres:
     """Start PostgreSQL on `data_dir` (initdb on first use), or adopt the one already running there."""
     command = [sys.executable, "-m", "kepler_devstack._postgres_boot", str(data_dir)]
@@ -105,6 +121,13 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM lets Redis flush its append-only file, so queued jobs survive a restart."""
@@ -142,6 +165,15 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
+def port_is_listening(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
+    """A server accepts connections there (what `port_is_free` cannot tell from a closing connection)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -159,9 +191,11 @@ def redis_ping(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
         return False
 
 
-def _stop_orphan(data_dir: Path) -> None:
-    """A crashed supervisor can leave redis-server running on this directory; two servers appending to
-    one AOF would corrupt it, so stop the old one first (it is ours: its cwd is the data dir)."""
+def stop_running_redis(data_dir: Path) -> None:
+    """Stop whichever redis-server runs on `data_dir`. A crashed supervisor can leave one running; two
+    servers appending to one AOF would corrupt it, so `start_redis` stops the old one first (it is ours:
+    its cwd is the data dir)."""
+    data_dir = Path(data_dir).resolve()
     try:
         pid = int((data_dir / "redis.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -202,7 +236,7 @@ def start_redis(
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    _stop_orphan(data_dir)
+    stop_running_redis(data_dir)
     if port is None:
         port = PREFERRED_REDIS_PORT if port_is_free(PREFERRED_REDIS_PORT) else _free_port()
     argv = _redis_argv(data_dir, port, persist)

@@ -20,13 +20,8 @@ from typing import TextIO
 
 from kepler_devstack import components, state
 from kepler_devstack.config import StackConfig
-from kepler_devstack.embedded import (
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    port_is_free,
-    start_postgres_async,
-    start_redis_async,
-)
+from kepler_devstack.embedded import port_is_free, port_is_listening, start_postgres_async, start_redis_async
+from kepler_devstack.keeper import keep_postgres, keep_redis
 from kepler_devstack.logfmt import fields, log
 from kepler_devstack.supervisor import ProcessSpec, Shutdown, Supervisor, first_of
 
@@ -34,6 +29,7 @@ READY_PATH = "/readyz"
 SLOW_START_S = 60.0
 PROBE_TIMEOUT_S = 2.0
 WORKERS_AT_LATEST_S = 30.0
+PORT_WAIT_S = 65.0  # Linux keeps a closed connection's port in TIME_WAIT for 60 s
 
 
 class DevstackError(RuntimeError):
@@ -62,23 +58,34 @@ def lock_data_dir(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def check_ports_free(gateway_port: int) -> None:
-    """Fail fast with a hint rather than let five services crash-loop on "address in use"."""
-    busy = [f"{port} ({name})" for name, port in components.service_ports(gateway_port).items()
-            if not port_is_free(port)]  # fmt: skip
-    if busy:
+def check_ports_free(gateway_port: int) -> list[str]:
+    """Fail fast with a hint when a server listens on a service port, rather than let five services
+    crash-loop on "address in use". Returns the ports that cannot be bound yet although nothing listens:
+    the local end of a connection, e.g. one that just closed and sits in TIME_WAIT for a minute (ports
+    from 32768 up are also the kernel's ephemeral ports, which every outgoing connection uses)."""
+    busy = {
+        port: name for name, port in components.service_ports(gateway_port).items() if not port_is_free(port)
+    }
+    listening = [f"{port} ({name})" for port, name in busy.items() if port_is_listening(port)]
+    if listening:
         hint = "stop what holds them or set KEPLER_GATEWAY_PORT"
-        raise DevstackError(f"ports in use: {', '.join(busy)}; {hint}")
+        raise DevstackError(f"ports in use: {', '.join(listening)}; {hint}")
+    return [f"{port} ({name})" for port, name in busy.items()]
 
 
-async def _stop_postgres(pg: EmbeddedPostgres) -> None:
-    await asyncio.to_thread(pg.stop)
-    log.info("PostgreSQL stopped")
-
-
-async def _stop_redis(redis: EmbeddedRedis) -> None:
-    await asyncio.to_thread(redis.stop)
-    log.info("Redis stopped")
+async def wait_for_free_ports(gateway_port: int, shutdown: Shutdown, within_s: float = PORT_WAIT_S) -> None:
+    """`make run` once refused "ports in use: 38002" while nothing listened there: a port held by a closing
+    connection is free within a minute, so wait for it (saying so) instead of refusing to start."""
+    deadline, announced = time.monotonic() + within_s, False
+    while held := check_ports_free(gateway_port):
+        if time.monotonic() >= deadline or shutdown.requested.is_set():
+            raise DevstackError(
+                f"ports still held by closed connections: {', '.join(held)}; set KEPLER_GATEWAY_PORT"
+            )
+        if not announced:
+            log.info("waiting for ports held by closing connections", extra=fields(ports=", ".join(held)))
+            announced = True
+        await first_of(shutdown.requested.wait(), at_most_s=0.25)
 
 
 async def _database_url(config: StackConfig, stack: contextlib.AsyncExitStack) -> str:
@@ -86,7 +93,7 @@ async def _database_url(config: StackConfig, stack: contextlib.AsyncExitStack) -
         log.info("using PostgreSQL from KEPLER_DATABASE_URL")
         return config.database_url
     pg = await start_postgres_async(config.data_dir / "postgres")
-    stack.push_async_callback(_stop_postgres, pg)
+    stack.push_async_callback(keep_postgres(pg).stop)
     log.info("embedded PostgreSQL ready", extra=fields(pid=pg.pid, url=pg.url))
     return pg.url
 
@@ -96,8 +103,8 @@ async def _redis_url(config: StackConfig, stack: contextlib.AsyncExitStack) -> s
         log.info("using Redis from KEPLER_REDIS_URL")
         return config.redis_url
     redis = await start_redis_async(config.data_dir / "redis")
-    stack.push_async_callback(_stop_redis, redis)
-    log.info("embedded Redis ready", extra=fields(pid=redis.process.pid, url=redis.url))
+    stack.push_async_callback(keep_redis(redis).stop)
+    log.info("embedded Redis ready", extra=fields(pid=redis.pid, url=redis.url))
     return redis.url
 
 
@@ -121,7 +128,13 @@ def child_env(urls: dict[str, str]) -> dict[str, str]:
     """Unbuffered so child output reaches the terminal as it happens, not when a 8 KiB buffer fills.
     Readable text unless KEPLER_LOG_JSON asks for JSON: the services' own default is JSON."""
     log_json = os.environ.get("KEPLER_LOG_JSON") or "false"
-    return {**os.environ, **urls, "PYTHONUNBUFFERED": "1", "KEPLER_LOG_JSON": log_json}
+    return {
+        **components.readiness_env(),
+        **os.environ,
+        **urls,
+        "PYTHONUNBUFFERED": "1",
+        "KEPLER_LOG_JSON": log_json,
+    }
 
 
 async def migrate(config: StackConfig, env: dict[str, str], shutdown: Shutdown, out: TextIO) -> bool:
@@ -154,12 +167,11 @@ async def http_status(host: str, port: int, path: str) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
-async def announce_when_ready(port: int, shutdown: Shutdown, started: float, ready: asyncio.Event) -> None:
+async def announce_when_ready(port: int, shutdown: Shutdown, started: float) -> None:
     """Poll the gateway's readiness briefly at startup and tell the user where Kepler is."""
     url, slow_warned = f"http://{components.HOST}:{port}", False
     while not shutdown.requested.is_set():
         if await http_status(components.HOST, port, READY_PATH) == 200:
-            ready.set()
             log.info(f"Kepler is ready in {time.monotonic() - started:.1f}s")
             log.info(f"  gateway   {url}")
             log.info(f"  API docs  {url}/docs")
@@ -170,13 +182,24 @@ async def announce_when_ready(port: int, shutdown: Shutdown, started: float, rea
         await first_of(shutdown.requested.wait(), at_most_s=0.25)
 
 
-async def start_workers(workers: Supervisor, ready: asyncio.Event, shutdown: Shutdown) -> None:
-    """Workers start once the gateway is ready, or after WORKERS_AT_LATEST_S if it never gets there.
+async def services_up(gateway_port: int, shutdown: Shutdown) -> None:
+    """Until every service answers `/healthz` (it has imported and serves), or shutdown."""
+    ports = list(components.service_ports(gateway_port).values())
+    while not shutdown.requested.is_set():
+        statuses = await asyncio.gather(*(http_status(components.HOST, port, "/healthz") for port in ports))
+        if all(status == 200 for status in statuses):
+            return
+        await first_of(shutdown.requested.wait(), at_most_s=0.25)
+
+
+async def start_workers(workers: Supervisor, gateway_port: int, shutdown: Shutdown) -> None:
+    """Workers start once every service is up, or after WORKERS_AT_LATEST_S if one never gets there.
 
     Nine processes importing at once on a two-core laptop slow each other down; giving the API the CPU
-    first gets `make run` usable seconds sooner, and a job enqueued meanwhile just waits in Redis.
+    first gets `make run` usable seconds sooner, and a job enqueued meanwhile just waits in Redis. Not
+    "once the gateway is ready": readiness includes the workers' heartbeat.
     """
-    await first_of(ready.wait(), shutdown.requested.wait(), at_most_s=WORKERS_AT_LATEST_S)
+    await first_of(services_up(gateway_port, shutdown), at_most_s=WORKERS_AT_LATEST_S)
     if not shutdown.requested.is_set():
         log.info("starting workers")
         await workers.run()
@@ -188,13 +211,15 @@ async def serve(
     def supervisor(specs: list[ProcessSpec]) -> Supervisor:
         return Supervisor(specs, env, shutdown, out=out, width=name_width(), cwd=config.root)
 
-    ready = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         if config.sandbox:
-            group.create_task(supervisor([components.sandbox_cluster(config.sandbox_port)]).run())
+            group.create_task(
+                supervisor([components.sandbox_cluster(config.sandbox_port, config.sandbox_state_file)]).run()
+            )
         group.create_task(supervisor(components.kepler_services(config.gateway_port)).run())
-        group.create_task(announce_when_ready(config.gateway_port, shutdown, started, ready))
-        group.create_task(start_workers(supervisor(components.kepler_workers()), ready, shutdown))
+        group.create_task(announce_when_ready(config.gateway_port, shutdown, started))
+        workers = supervisor(components.kepler_workers())
+        group.create_task(start_workers(workers, config.gateway_port, shutdown))
     log.info("all processes stopped")
 
 
@@ -214,7 +239,7 @@ async def run_stack(config: StackConfig, out: TextIO) -> int:
     """The whole of `make run`; returns the process exit code."""
     started, shutdown = time.monotonic(), Shutdown()
     shutdown.install_signal_handlers()
-    check_ports_free(config.gateway_port)
+    await wait_for_free_ports(config.gateway_port, shutdown)
     async with backing_servers(config) as urls:
         env = child_env(urls)
         if shutdown.requested.is_set() or not await migrate(config, env, shutdown, out):

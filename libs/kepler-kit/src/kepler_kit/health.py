@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from kepler_kit.access import require
 from kepler_kit.metrics import metrics_endpoint
 from kepler_kit.permissions import Action
+from kepler_kit.worker import HEARTBEAT_TTL_S, heartbeat_key
 
 
 class Check(BaseModel):
@@ -114,4 +115,20 @@ def configured_url_check(name: str, url: str | None, purpose: str) -> ReadinessC
         )
 
     check.__name__ = f"{name}_check"
+    return check
+
+
+def worker_check(queue: str) -> ReadinessCheck:
+    """Ready once the worker of `queue` has started and keeps beating (`worker.heartbeat_key`): work the
+    API accepts is then picked up, rather than waiting in Redis for a worker that is still importing."""
+
+    async def check(state: dict[str, Any]) -> Check:
+        try:
+            beating = await state["arq"].exists(heartbeat_key(queue))
+        except Exception as exc:
+            return Check(name=f"worker {queue}", ok=False, detail=type(exc).__name__)
+        detail = None if beating else f"no heartbeat within {HEARTBEAT_TTL_S}s"
+        return Check(name=f"worker {queue}", ok=bool(beating), detail=detail)
+
+    check.__name__ = f"worker_{queue}_check"
     return check

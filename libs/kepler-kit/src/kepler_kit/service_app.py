@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_kit.access import AccessControl, ServiceAuthenticator, install_permission_check
 from kepler_kit.db import create_engine, create_sessionmaker
 from kepler_kit.errors import PROBLEM_JSON, Problem
-from kepler_kit.health import ReadinessCheck, database_check, health_router, redis_check, status_router
+from kepler_kit.health import (
+    ReadinessCheck,
+    database_check,
+    health_router,
+    redis_check,
+    status_router,
+    worker_check,
+)
 from kepler_kit.identity import TRUSTED_PROXIES, TrustedProxies
 from kepler_kit.jobs import create_arq_pool, service_queue
 from kepler_kit.logging import configure_logging
@@ -111,7 +118,12 @@ def _lifespan(
             "engine": engine,
             "sessionmaker": sessionmaker,
             "arq": arq,
-            "readiness_checks": [database_check, redis_check, *checks],
+            "readiness_checks": [
+                database_check,
+                redis_check,
+                *checks,
+                *(worker_check(queue) for queue in settings.readiness_worker_queues),
+            ],
             TRUSTED_PROXIES: TrustedProxies(settings.trusted_proxies),
             **security_state(service, sessionmaker),
         }

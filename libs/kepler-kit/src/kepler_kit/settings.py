@@ -49,6 +49,12 @@ class KeplerSettings(BaseSettings):
             ipaddress.ip_network(str(network).strip(), strict=False)  # a typo fails start-up, not trust
         return value
 
+    # Queues whose worker must be beating for /readyz to answer 200 (JSON list). `make run` lists every
+    # worker's, so "ready" means jobs run too; empty (the default) keeps an API's readiness its own.
+    readiness_worker_queues: list[str] = Field(
+        default_factory=list, validation_alias=_shared("READINESS_WORKER_QUEUES")
+    )
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "KeplerSettings":
         key = self.secret_key.get_secret_value()

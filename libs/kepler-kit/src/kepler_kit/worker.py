@@ -7,7 +7,9 @@ retention) and the worker that runs them, woken as soon as a job is enqueued.
 import asyncio
 import contextlib
 import importlib
+import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -31,6 +33,15 @@ from kepler_kit.settings import KeplerSettings
 
 IDLE_POLL_S = 0.5  # how often an idle worker looks at its queue unwoken (deferred jobs and retries)
 BUSY_POLL_S = 0.05  # with every job slot taken: a slot that frees picks up queued work this soon
+HEARTBEAT_INTERVAL_S = 5.0
+HEARTBEAT_TTL_S = 15  # three missed beats: the worker is gone (or its event loop is stuck)
+
+
+def heartbeat_key(queue: str) -> str:
+    """Set by a started worker of `queue` every HEARTBEAT_INTERVAL_S, expiring after HEARTBEAT_TTL_S:
+    readiness can require it (`health.worker_check`). arq's own health-check key is written only every
+    `health_check_interval` and lives one second longer, too short a margin to probe."""
+    return f"{queue}:kepler-heartbeat"
 
 
 def sweep_job_name(service: str) -> str:
@@ -71,9 +82,11 @@ def worker_settings(
         await sweep(ctx)
 
     async def on_shutdown(ctx: WorkerContext) -> None:
-        if release is not None:
-            await release(ctx)
-        await ctx["engine"].dispose()  # type: ignore[typeddict-item]
+        try:
+            if release is not None:
+                await release(ctx)
+        finally:  # a failing release must not also leak the database pool
+            await ctx["engine"].dispose()  # type: ignore[typeddict-item]
 
     attrs: dict[str, Any] = {
         "functions": list(functions),
@@ -113,9 +126,11 @@ class KeplerWorker(Worker):
         self._idle_poll_s, self.poll_delay_s = self.poll_delay_s, 0.0  # arq's own loop no longer sleeps
         self._woken = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        self._beaten_at: float | None = None
 
     async def _poll_iteration(self) -> None:
         await super()._poll_iteration()
+        await self._heartbeat()
         if self.burst or self._idle_poll_s <= 0:
             return
         if self._listener is None:
@@ -124,6 +139,14 @@ class KeplerWorker(Worker):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._woken.wait(), min(wait, self._idle_poll_s))
         self._woken.clear()
+
+    async def _heartbeat(self) -> None:
+        """Runs from the poll loop, so it starts after `on_startup` and stops when the loop does."""
+        now = time.monotonic()
+        if self._beaten_at is not None and now - self._beaten_at < HEARTBEAT_INTERVAL_S:
+            return
+        self._beaten_at = now
+        await self.pool.set(heartbeat_key(self.queue_name), str(time.time()), ex=HEARTBEAT_TTL_S)
 
     async def _listen(self) -> None:
         while True:
@@ -136,6 +159,25 @@ class KeplerWorker(Worker):
                             self._woken.set()
             except (RedisError, OSError):
                 await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        """arq's close(), except that the service's `on_shutdown` and the pool's closing also happen when
+        Redis is gone (the usual reason a worker stops on its own): arq stops at its first Redis error, and
+        the cluster clients and database pool were then left unclosed ("Unclosed client session")."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.pool.delete(self.health_check_key)
+        try:
+            if self.on_shutdown is not None:
+                await self.on_shutdown(self.ctx)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await self.pool.aclose(close_connection_pool=True)
+            self._pool = None
 
     async def main(self) -> None:
         try:

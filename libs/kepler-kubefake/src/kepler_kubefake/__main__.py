@@ -24,6 +24,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per Kubernetes second")
     parser.add_argument("--token", default=None, help="require this bearer token")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="also write a kubeconfig here")
+    parser.add_argument(
+        "--state-file", type=Path, default=None, help="keep the objects in this JSON file across restarts"
+    )
     return parser.parse_args(argv)
 
 
@@ -38,6 +41,7 @@ async def serve(args: argparse.Namespace) -> None:
         ready_delay=args.ready_delay,
         time_scale=args.time_scale,
         token=args.token,
+        state_file=args.state_file,
     ) as fake:
         if args.kubeconfig:
             fake.write_kubeconfig(args.kubeconfig)

@@ -55,6 +55,13 @@ class Controller:
     # ---- lifecycle
 
     def start(self) -> None:
+        """Like the real controller manager, look at everything that exists first: objects restored from
+        a state file were never announced as changes. Ready pods are left alone (their containers kept
+        running while the API server was down); any other pod is advanced again."""
+        for kind in (self.deployments, self.replicasets, self.pods):
+            for obj in self.api.store.objects(kind):
+                if kind is not self.pods or not pod_ready(obj):
+                    self.mark((kind.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
         self._task = asyncio.create_task(self._run(), name="kubefake-controller")
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ from kepler_kubefake.kinds import DEFAULT_KINDS, Obj, Registry, ResourceKind, cl
 from kepler_kubefake.kubelet import PodBehaviour
 from kepler_kubefake.resources import Api, Target, WriteOptions
 from kepler_kubefake.schemas import warm
+from kepler_kubefake.state import StateFile
 from kepler_kubefake.store import Change, Store
 from kepler_kubefake.watch import WatchSettings
 
@@ -45,6 +46,7 @@ class KubeFake:
         bookmark_interval: float = 1.0,
         gone_mode: GoneMode = "event",
         kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
+        state_file: Path | None = None,
     ) -> None:
         self.registry = Registry(kinds)
         self.clock = Clock(time_scale)
@@ -55,6 +57,7 @@ class KubeFake:
         settings = WatchSettings(bookmark_interval, gone_as_event=gone_mode == "event")
         self._frontend = Frontend(self.api, self.registry, self.faults, settings, token)
         self._runner: web.AppRunner | None = None
+        self.state = StateFile(state_file, self.store, self.registry) if state_file else None
         self.url = ""
 
     @classmethod
@@ -72,6 +75,7 @@ class KubeFake:
         bookmark_interval: float = 1.0,
         gone_mode: GoneMode = "event",
         kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
+        state_file: Path | None = None,
     ) -> AsyncIterator["KubeFake"]:
         fake = cls(
             time_scale=time_scale,
@@ -82,6 +86,7 @@ class KubeFake:
             bookmark_interval=bookmark_interval,
             gone_mode=gone_mode,
             kinds=kinds,
+            state_file=state_file,
         )
         await fake.open(host, port)
         try:
@@ -92,8 +97,13 @@ class KubeFake:
     async def open(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen (port 0: an ephemeral port), seed the system namespaces and start the controllers."""
         warm([k for k in self.registry if k.validation == "schema"])
+        if self.state is not None:
+            self.state.load()
         for name in SYSTEM_NAMESPACES:
-            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+            if self.get("Namespace", name) is None:
+                self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        if self.state is not None:
+            self.state.follow()
         self.controller.start()
         self._runner = web.AppRunner(self._frontend.app(), handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -107,6 +117,8 @@ class KubeFake:
         await self.controller.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.state is not None:
+            self.state.close()
 
     # ---- looking inside
 

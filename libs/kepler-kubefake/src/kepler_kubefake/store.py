@@ -10,6 +10,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kepler_kubefake.errors import gone
 from kepler_kubefake.kinds import Obj, ResourceKind
@@ -120,6 +121,28 @@ class Store:
         """Forget all history, so every resourceVersion seen so far becomes too old to watch from."""
         self._compacted = self._rv
         self._history.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every object and the resourceVersion counter: what `restore` needs (history is not kept)."""
+        objects = [obj for by_key in self._objects.values() for obj in by_key.values()]
+        return {"resourceVersion": self._rv, "objects": objects}
+
+    def restore(self, snapshot: dict[str, Any], kind_of: Callable[[Obj], ResourceKind | None]) -> int:
+        """Load a `snapshot` into this (empty) store; returns how many objects it holds.
+
+        Objects keep their resourceVersions and the counter continues after the saved one, so versions
+        stay monotonic across a restart. History starts empty and compacted: a watch from before the
+        restart gets 410 Gone and re-lists, as after a real API server restart."""
+        for obj in snapshot.get("objects") or []:
+            kind = kind_of(obj)
+            if kind is None:
+                continue  # a kind this server no longer serves
+            key = key_of(obj)
+            self._objects.setdefault(kind, {})[key] = obj
+            self._index(kind, key, None, obj)
+        self._rv = max(self._rv, int(snapshot.get("resourceVersion") or 0))
+        self._compacted = self._rv
+        return sum(len(by_key) for by_key in self._objects.values())
 
     def subscribe(self, kind: ResourceKind) -> Subscription:
         sub = Subscription(kind)

@@ -1,7 +1,6 @@
 """app-service jobs. `python -m kepler_kit.worker kepler_app_service.tasks.WorkerSettings` runs them."""
 
 import asyncio
-import contextlib
 import importlib
 import uuid
 from datetime import timedelta
@@ -97,10 +96,18 @@ async def _open_clients(ctx: WorkerContext) -> None:
 
 
 async def _close_clients(ctx: WorkerContext) -> None:
-    ctx["clients"]["live_status"].cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await ctx["clients"]["live_status"]
-    await ctx["clients"]["clusters"].close()
+    """The cluster clients are closed however the live-status task ended: awaiting a task that had failed
+    re-raises its error, and skipping `close()` then left aiohttp's "Unclosed client session" on stderr."""
+    live: asyncio.Task[None] = ctx["clients"]["live_status"]
+    live.cancel()
+    try:
+        await live
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("live_status_failed")
+    finally:
+        await ctx["clients"]["clusters"].close()
 
 
 def sweeps(settings: AppServiceSettings) -> list[Sweep]:
