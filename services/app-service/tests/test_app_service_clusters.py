@@ -98,6 +98,12 @@ class TestRegisterCluster:
     async def test_a_token_that_cannot_be_a_header_is_422(self, client: httpx.AsyncClient) -> None:
         assert await rejected_fields(client, cluster(token="abc\r\nX-Injected: 1")) == [["body", "token"]]
 
+    async def test_an_api_url_no_client_can_dial_is_422(self, client: httpx.AsyncClient) -> None:
+        """Schemathesis registered `http://0`: accepted, then every check of the cluster was a 500
+        (aiohttp: "0 is not a canonical IPv4 address")."""
+        for url in ("http://0", "https://10.1", "https://a_b.example", "https://x:99999"):
+            assert await rejected_fields(client, cluster(api_url=url)) == [["body", "api_url"]], url
+
 
 class TestListClusters:
     async def test_pages_like_every_other_list(self, client: httpx.AsyncClient) -> None:

@@ -1,9 +1,11 @@
 """Clusters (platform admins): where namespaces run. Credentials go in sealed and never come back out."""
 
 import asyncio
+import ipaddress
 import re
 import uuid
 from typing import Annotated
+from urllib.parse import SplitResult, urlsplit
 
 from fastapi import APIRouter, Request, status
 from pydantic import (
@@ -40,6 +42,25 @@ from kepler_kit.text import Multiline, Secret, SingleLine
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 DENIED = (Unauthorized, Forbidden)
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
+
+
+def _dialable(url: SplitResult) -> bool:
+    try:
+        host, _ = url.hostname, url.port  # .port raises on a port out of range or not a number
+    except ValueError:
+        return False
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:  # a name, then: not all digits (`0`, `10.1`), which clients read as bad IPv4
+        return bool(_DNS_NAME.match(host)) and not host.replace(".", "").isdigit()
+
+
 Pem = Annotated[
     str,
     StringConstraints(max_length=16384, pattern=r"^-----BEGIN [A-Z ]+-----[\s\S]+-----END [A-Z ]+-----\s*$"),
@@ -61,6 +82,15 @@ class ClusterCreate(BaseModel):
     token: Secret | None = Field(None, max_length=8192)
     client_cert: Pem | None = None
     client_key: Secret | None = Field(None, max_length=16384)
+
+    @field_validator("api_url")
+    @classmethod
+    def _reachable_host(cls, url: str | None) -> str | None:
+        """A host a client can dial: an IP address or a DNS name (`http://0` is neither, and would
+        fail every call to the cluster instead of its registration)."""
+        if url is not None and not _dialable(urlsplit(url)):
+            raise ValueError("must name the API server by a DNS name or an IP address, with a valid port")
+        return url
 
     @field_validator("token")
     @classmethod

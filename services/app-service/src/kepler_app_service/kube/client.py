@@ -74,7 +74,7 @@ class KubernetesCluster:
                 _request_timeout=self._timeout,
                 **kwargs,
             )
-        except (aiohttp.ClientConnectionError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # InvalidURL too: never a 500
             raise ClusterUnavailable(self.name, type(exc).__name__) from exc
         return await self._checked(response)
 
@@ -194,7 +194,7 @@ class KubernetesCluster:
             if exc.status == 410:
                 raise WatchExpired from exc
             raise
-        except (aiohttp.ClientConnectionError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise ClusterUnavailable(self.name, type(exc).__name__) from exc
         try:
             async for line in response.content:
