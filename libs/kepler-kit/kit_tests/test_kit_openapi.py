@@ -111,3 +111,17 @@ class TestMethodNotAllowed:
         assert response.status_code == 405
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["allow"] == "GET, POST"
+
+
+class TestBuiltAtStartUp:
+    async def test_the_document_exists_before_the_first_request(
+        self, settings_overrides: dict[str, Any]
+    ) -> None:
+        """Built on the first request, it took seconds on a busy machine: the gateway stopped waiting and
+        served a merged `/openapi.json` without the service (the make-run end-to-end test caught it)."""
+        app = create_service_app(
+            service="doc-test", title="doc", settings=KeplerSettings(**settings_overrides), routers=[router]
+        )
+        assert app.openapi_schema is None
+        async with app.router.lifespan_context(app):
+            assert app.openapi_schema is not None

@@ -108,7 +108,7 @@ def _lifespan(
     service: str, settings: KeplerSettings, checks: Sequence[ReadinessCheck], extra: ExtraLifespan | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(engine)
         arq = await create_arq_pool(settings.redis_url, settings.queue_name or service_queue(service))
@@ -128,6 +128,9 @@ def _lifespan(
             **security_state(service, sessionmaker),
         }
         listener = asyncio.create_task(state["access_control"].listen(arq))
+        # Built now, not on the first request: on a busy machine that took seconds, longer than the
+        # gateway waits for a document it merges, and /openapi.json came back without this service.
+        app.openapi()
         gc.collect()
         gc.freeze()  # what start-up built lives forever: the collector need not rescan it under load
         gc.set_threshold(20_000, 20, 20)  # requests make short-lived objects: collect the young less often
