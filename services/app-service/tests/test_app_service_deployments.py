@@ -199,6 +199,20 @@ class TestRollback:
         assert container(fake)["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
         assert (await client.get(f"{BASE}/status")).json()["current_release"] == 1
 
+    async def test_the_stream_tells_a_follower_of_the_automatic_rollback(
+        self, client: httpx.AsyncClient, deployer: Any
+    ) -> None:
+        """The auto_rollback event is recorded after the final status, in the same transaction: the
+        stream used to end at the status and a follower never heard of the rollback."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        failing = await deploy(client, {"image": f"{IMAGE}-crashloop:2"})
+        await deployer.run()
+        response = await client.get(f"{BASE}/deployments/{failing['id']}/events")
+        frames = [f for f in response.text.split("\n\n") if f.startswith("id:")]
+        kinds = [f.split("\n")[1].removeprefix("event: ") for f in frames]
+        assert kinds[-2:] == ["status", "auto_rollback"]
+
     async def test_failure_without_auto_rollback_stays_failed(
         self, client: httpx.AsyncClient, deployer: Any
     ) -> None:

@@ -51,7 +51,9 @@ def _final(event: DeploymentEvent) -> bool:
 async def follow(
     sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, deployment_id: uuid.UUID, after: int
 ) -> AsyncIterator[str]:
-    """Replays what the client missed, then each event as it is committed; ends after the final status."""
+    """Replays what the client missed, then each event as it is committed; ends after the final status
+    and whatever was committed with it (an automatic rollback is recorded just after its deployment's
+    final status, in the same transaction: a live follower must hear of it too)."""
     async with redis.pubsub() as pubsub:
         await pubsub.subscribe(channel(deployment_id))  # before reading: nothing can slip between the two
         while True:
@@ -60,7 +62,7 @@ async def follow(
             for event in events:
                 yield sse(event)
                 after = event.id
-                if _final(event):
-                    return
+            if any(_final(event) for event in events):
+                return
             if await pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_SECONDS) is None:
                 yield ": keep-alive\n\n"
