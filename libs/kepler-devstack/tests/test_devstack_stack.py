@@ -36,10 +36,12 @@ from kepler_kit.settings import KeplerSettings
 
 class TestProcessTable:
     def test_services_listen_on_consecutive_ports_and_workers_run_arq(self) -> None:
+        """And uvicorn ignores X-Forwarded-For (it would believe loopback peers): the kit's trusted-proxy
+        rule decides, so a client on this machine cannot forge its address under `make run`."""
         by_name = {spec.name: spec for spec in kepler_processes(9000)}
         assert by_name["gateway"].argv[1:] == (
             "-m", "uvicorn", "kepler_gateway.app:create_app", "--factory", "--host", "127.0.0.1",
-            "--port", "9000", "--no-access-log", "--log-level", "warning",
+            "--port", "9000", "--no-access-log", "--log-level", "warning", "--no-proxy-headers",
         )  # fmt: skip
         terminal = by_name["terminal-service"].argv
         assert terminal[terminal.index("--port") + 1] == "9004"
