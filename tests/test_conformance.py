@@ -16,7 +16,6 @@ Left out, and why:
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kepler_devstack.embedded import port_is_free
+from kepler_devstack.testing import RunningStack, running_stack
 
 pytestmark = [pytest.mark.conformance, pytest.mark.timeout(900)]
 
@@ -41,92 +40,35 @@ SKIPPED_OPERATIONS = ("updateUser", "revokeApiToken", "deleteCluster")
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
-def free_port_block(size: int = 11) -> int:
-    """The gateway, the four services after it, and the sandbox cluster ten ports up."""
-    for first in range(31000, 40000, size):
-        if all(port_is_free(first + i) for i in range(size)):
-            return first
-    raise RuntimeError("no free ports")
+def complete_document(platform: RunningStack) -> dict[str, Any]:
+    """Ready is not enough: a service slow to build its first document is left out of the merge
+    (`x-kepler-unavailable`) for a couple of seconds, and Schemathesis would test a part of the API."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        document: dict[str, Any] = httpx.get(f"{platform.url}/openapi.json", timeout=10).json()
+        if "x-kepler-unavailable" not in document:
+            return document
+        time.sleep(1)
+    raise AssertionError(f"services missing from the merged document: {document['x-kepler-unavailable']}")
 
 
-class Platform:
-    def __init__(self, data_dir: Path, port: int, log: Path) -> None:
-        self.data_dir, self.port, self.log = data_dir, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("KEPLER_DATABASE_URL", "KEPLER_REDIS_URL")}
-        return env | {
-            "KEPLER_DATA_DIR": str(self.data_dir),
-            "KEPLER_GATEWAY_PORT": str(self.port),
-            "KEPLER_SANDBOX": "1",
-        }
-
-    def start(self) -> None:
-        with self.log.open("ab") as sink:
-            argv = [sys.executable, "-m", "kepler_devstack", "run"]
-            self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=sink, stderr=sink)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            time.sleep(0.3)
-        raise AssertionError("the platform did not become ready:\n" + self.log.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def complete_document(self) -> dict[str, Any]:
-        """Ready is not enough: a service slow to build its first document is left out of the merge
-        (`x-kepler-unavailable`) for a couple of seconds, and Schemathesis would test a part of the API."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            document: dict[str, Any] = httpx.get(f"{self.url}/openapi.json", timeout=10).json()
-            if "x-kepler-unavailable" not in document:
-                return document
-            time.sleep(1)
-        raise AssertionError(f"services missing from the merged document: {document['x-kepler-unavailable']}")
-
-    def api_token(self) -> str:
-        """A platform admin and an admin-scoped API token of theirs: what an automation would use."""
-        database = f"postgresql+asyncpg://postgres@/postgres?host={self.data_dir / 'postgres'}"
-        argv = [sys.executable, "-m", "kepler_gateway.admin", "create-admin", "--email", ADMIN]
-        created = subprocess.run(
-            [*argv, "--password-stdin"], input=PASSWORD + "\n", text=True, capture_output=True, check=False,
-            env={**self.env(), "KEPLER_DATABASE_URL": database}, cwd=ROOT,
-        )  # fmt: skip
-        assert created.returncode == 0, created.stderr
-        login = httpx.post(f"{self.url}/api/v1/auth/login", json={"email": ADMIN, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        headers = {"authorization": f"Bearer {login.json()['access_token']}"}
-        body = {"name": "conformance", "scope": "admin", "expires_in_days": 1}
-        token = httpx.post(f"{self.url}/api/v1/me/tokens", json=body, headers=headers)
-        assert token.status_code == 201, token.text
-        return str(token.json()["token"])
+def api_token(platform: RunningStack) -> str:
+    """A platform admin and an admin-scoped API token of theirs: what an automation would use."""
+    platform.create_admin(ADMIN, PASSWORD)
+    headers = {"authorization": f"Bearer {platform.login(ADMIN, PASSWORD)}"}
+    body = {"name": "conformance", "scope": "admin", "expires_in_days": 1}
+    token = httpx.post(f"{platform.url}/api/v1/me/tokens", json=body, headers=headers)
+    assert token.status_code == 201, token.text
+    return str(token.json()["token"])
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
-    platform = Platform(tmp_path / "data", free_port_block(), tmp_path / "platform.log")
-    platform.start()
-    try:
+def platform(tmp_path: Path) -> Iterator[RunningStack]:
+    with running_stack(ROOT, tmp_path, sandbox=True) as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
-def schemathesis(platform: Platform, token: str, reports: Path) -> tuple[dict[str, Any], str]:
+def schemathesis(platform: RunningStack, token: str, reports: Path) -> tuple[dict[str, Any], str]:
     """`st run` over the merged document; its JSON report and what it printed."""
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     excluded = [arg for op in SKIPPED_OPERATIONS for arg in ("--exclude-operation-id", op)]
@@ -150,14 +92,16 @@ def failures_section(output: str) -> str:
     return output[start : start + 20_000] if start >= 0 else output[-5000:]
 
 
-def test_the_merged_document_is_the_contract_the_platform_keeps(platform: Platform, tmp_path: Path) -> None:
-    token = platform.api_token()
+def test_the_merged_document_is_the_contract_the_platform_keeps(
+    platform: RunningStack, tmp_path: Path
+) -> None:
+    token = api_token(platform)
     clusters = httpx.get(f"{platform.url}/api/v1/clusters", headers={"authorization": f"Bearer {token}"})
     listed = clusters.json()
     items = listed["items"] if isinstance(listed, dict) else listed  # a page once clusters are paged
     assert [c["name"] for c in items] == ["sandbox"], clusters.text
 
-    paths = platform.complete_document()["paths"].values()
+    paths = complete_document(platform)["paths"].values()
     operations = sum(method in METHODS for item in paths for method in item)
     report, output = schemathesis(platform, token, tmp_path)
 
