@@ -56,7 +56,9 @@ class TestStateFile:
     async def test_pods_not_ready_at_the_stop_get_ready_after_the_restart(
         self, tmp_path: Path, make_deployment: MakeDeployment
     ) -> None:
-        """Restored objects were never announced as changes: the controllers must look at them anyway."""
+        """Restored objects were never announced as changes: the controllers must look at them anyway, as
+        kube-controller-manager's informers do on start (a full LIST before the watch:
+        staging/src/k8s.io/client-go/tools/cache/reflector.go, ListAndWatch)."""
         state = tmp_path / "cluster.json"
         async with KubeFake.start(ready_delay=3600.0, state_file=state) as first:
             await roll_out(first, make_deployment(replicas=2))
@@ -80,7 +82,9 @@ class TestStateFile:
         self, tmp_path: Path, make_deployment: MakeDeployment
     ) -> None:
         """The fake keeps objects, not history: a client resuming an old watch gets 410 Gone and re-lists
-        (what Kepler's live status does), instead of silently missing what changed meanwhile."""
+        (what Kepler's live status does), instead of silently missing what changed meanwhile. A restarted
+        kube-apiserver does the same: its watch cache starts from the current state only
+        (staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go, "too old resource version")."""
         state = tmp_path / "cluster.json"
         async with KubeFake.start(ready_delay=0.0, state_file=state) as first:
             await roll_out(first, make_deployment(replicas=2))
