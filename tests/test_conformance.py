@@ -73,7 +73,8 @@ def schemathesis(platform: RunningStack, token: str, reports: Path) -> tuple[dic
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     excluded = [arg for op in SKIPPED_OPERATIONS for arg in ("--exclude-operation-id", op)]
     argv = [
-        st, "run", f"{platform.url}/openapi.json", "-H", f"Authorization: Bearer {token}",
+        st, "--config-file", str(Path(__file__).with_name("conformance.toml")),
+        "run", f"{platform.url}/openapi.json", "-H", f"Authorization: Bearer {token}",
         "--phases", "examples,coverage,fuzzing,stateful", "--checks", CHECKS,
         "--exclude-checks", SKIPPED_CHECKS, *excluded, "--max-examples", EXAMPLES, "--seed", SEED,
         "--workers", "2",

@@ -98,6 +98,14 @@ class TestRegisterCluster:
     async def test_a_token_that_cannot_be_a_header_is_422(self, client: httpx.AsyncClient) -> None:
         assert await rejected_fields(client, cluster(token="abc\r\nX-Injected: 1")) == [["body", "token"]]
 
+    async def test_a_certificate_that_is_not_ascii_is_422(self, client: httpx.AsyncClient) -> None:
+        """Schemathesis sent `-----BEGIN S-----\u00df-----END S-----`: the TLS library raised a TypeError."""
+        pem = "-----BEGIN CERTIFICATE-----\n\u00df\n-----END CERTIFICATE-----\n"
+        assert await rejected_fields(client, cluster(ca_data=pem)) == [["body", "ca_data"]]
+        assert await rejected_fields(client, cluster(in_cluster=True, api_url=None, ca_data=pem)) == [
+            ["body", "ca_data"]
+        ]
+
     async def test_an_api_url_no_client_can_dial_is_422(self, client: httpx.AsyncClient) -> None:
         """Schemathesis registered `http://0`: accepted, then every check of the cluster was a 500
         (aiohttp: "0 is not a canonical IPv4 address")."""

@@ -63,7 +63,10 @@ def _dialable(url: SplitResult) -> bool:
 
 Pem = Annotated[
     str,
-    StringConstraints(max_length=16384, pattern=r"^-----BEGIN [A-Z ]+-----[\s\S]+-----END [A-Z ]+-----\s*$"),
+    # ASCII only (RFC 7468): the TLS library refuses anything else with a TypeError, not an SSL error
+    StringConstraints(
+        max_length=16384, pattern=r"^-----BEGIN [A-Z ]+-----[\t\n\r -~]+-----END [A-Z ]+-----\s*$"
+    ),
     Multiline,
 ]
 

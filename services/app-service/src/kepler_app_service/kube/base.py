@@ -74,7 +74,7 @@ def tls_problems(ca_data: str | None, client_cert: str | None, client_key: str |
 def _loads_as_certificate(pem: str) -> str | None:
     try:
         ssl.create_default_context().load_verify_locations(cadata=pem)
-    except (ssl.SSLError, ValueError) as exc:
+    except (ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: not ASCII
         return f"does not load as a PEM certificate: {_reason(exc)}"
     return None
 
