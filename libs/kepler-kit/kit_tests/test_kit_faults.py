@@ -1,16 +1,18 @@
 """Faults a client must not see as 500s: a value Postgres refuses, Postgres down, Redis down after commit."""
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_db import models
+from kepler_kit.db import create_engine
 from kepler_kit.metrics import REGISTRY
 from kepler_kit.problems import problem_for_exception
 from kepler_kit.settings import KeplerSettings
@@ -80,6 +82,53 @@ class TestPostgresDown:
         assert response.status_code == 503
         checks = {check["name"]: check["ok"] for check in response.json()["checks"]}
         assert checks == {"database": False, "redis": True}
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers: a Postgres whose processes are stopped."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshake; nobody ever reads or writes
+        port: int = listener.getsockname()[1]
+        yield port
+
+
+class TestPostgresHung:
+    @pytest.mark.timeout(30)  # the guard: without a connect timeout asyncpg waits 60 s
+    async def test_api_call_is_a_quick_503_with_retry_after(
+        self, settings_overrides: dict[str, Any], hung_port: int
+    ) -> None:
+        """A hung database must not hold requests until the gateway's 504: the connect wait is bounded and
+        its timeout is transient, so the client gets a 503 and comes back."""
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{hung_port}/kepler"
+        overrides = {**settings_overrides, "database_url": url, "db_connect_timeout_seconds": 1}
+        app = create_kit_app(KeplerSettings(**overrides))
+        async with service_client(app) as client:
+            response = await client.post("/api/v1/kit/ok/team-a")
+        assert (response.status_code, response.headers["content-type"]) == (503, PROBLEM)
+        assert response.headers["retry-after"] == "5"
+
+    async def test_a_statement_past_the_command_timeout_is_a_503(self, database_url: str) -> None:
+        """A statement cut off by the engine's `command_timeout` is the database's fault: come back later."""
+        engine = create_engine(database_url, command_timeout=0.2)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("select pg_sleep(10)"))
+        except Exception as exc:
+            error = problem_for_exception(exc)
+        else:
+            pytest.fail("the statement outlived the command timeout")
+        finally:
+            await engine.dispose()
+        assert error is not None
+        assert error.status == 503
+
+    def test_a_pool_wait_that_ran_out_is_a_503(self) -> None:
+        """Every pooled connection busy past `pool_timeout` (SQLAlchemy's TimeoutError): back off."""
+        error = problem_for_exception(PoolTimeout("QueuePool limit reached"))
+        assert error is not None
+        assert error.status == 503
 
 
 class TestRedisDownAfterCommit:

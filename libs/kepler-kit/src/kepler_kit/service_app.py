@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_kit.access import AccessControl, ServiceAuthenticator, install_permission_check
-from kepler_kit.db import create_engine, create_sessionmaker
+from kepler_kit.db import create_sessionmaker, create_settings_engine
 from kepler_kit.errors import PROBLEM_JSON, Problem
 from kepler_kit.health import (
     ReadinessCheck,
@@ -109,7 +109,7 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = create_engine(settings.database_url)
+        engine = create_settings_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         arq = await create_arq_pool(settings.redis_url, settings.queue_name or service_queue(service))
         state: dict[str, Any] = {

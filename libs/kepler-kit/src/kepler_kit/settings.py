@@ -21,6 +21,24 @@ class KeplerSettings(BaseSettings):
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/kepler", validation_alias=_shared("DATABASE_URL")
     )
+    db_connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=_shared("DB_CONNECT_TIMEOUT_SECONDS"),
+        description="Bound on connecting to Postgres",
+    )
+    db_command_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_shared("DB_COMMAND_TIMEOUT_SECONDS"),
+        description="Bound on one statement; below the gateway's 60 s upstream timeout",
+    )
+    db_pool_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        validation_alias=_shared("DB_POOL_TIMEOUT_SECONDS"),
+        description="Bound on waiting for a pooled connection",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_shared("REDIS_URL"))
     secret_key: SecretStr = Field(SecretStr(DEV_SECRET_KEY), validation_alias=_shared("SECRET_KEY"))
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))

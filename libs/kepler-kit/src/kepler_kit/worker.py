@@ -18,7 +18,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import RedisError
 
-from kepler_kit.db import create_engine, create_sessionmaker
+from kepler_kit.db import create_sessionmaker, create_settings_engine
 from kepler_kit.jobs import (
     MAX_TRIES,
     Sweep,
@@ -72,7 +72,7 @@ def worker_settings(
 
     async def on_startup(ctx: WorkerContext) -> None:
         configure_logging(f"{service}-worker", settings.log_level, settings.log_json)
-        engine = create_engine(settings.database_url, pool_size=2)
+        engine = create_settings_engine(settings, pool_size=2)
         ctx.update({"service": service, "queue_name": queue, "sweeps": sweeps, "settings": settings})
 
         ctx["sessionmaker"] = create_sessionmaker(engine)
