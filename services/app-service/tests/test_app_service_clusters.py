@@ -3,6 +3,7 @@ used reported (never a 500), and clusters that namespaces run on kept from delet
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,6 +113,28 @@ class TestRegisterCluster:
         for url in ("http://0", "https://10.1", "https://a_b.example", "https://x:99999"):
             assert await rejected_fields(client, cluster(api_url=url)) == [["body", "api_url"]], url
 
+    async def test_an_api_url_a_client_would_refuse_or_misread_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        """`http://u:p@127.0.0.1:1` was accepted: its password shown by every listing, then every call on the
+        cluster a 500 (aiohttp refuses credentials in the URL next to a token). A query, a fragment or a
+        `%` that is not an escape were accepted too."""
+        for url in (
+            "http://u:p@127.0.0.1:1",
+            "https://admin@k8s.example.com",
+            "https://k8s.example.com/?a=1",
+            "https://k8s.example.com#top",
+            "http://127.0.0.1:1/%zz",
+        ):
+            assert await rejected_fields(client, cluster(api_url=url, token="t")) == [["body", "api_url"]], (
+                url
+            )
+        assert await session.scalar(select(func.count()).select_from(Cluster)) == 0
+        escaped = await client.post(
+            CLUSTERS, json=cluster(api_url="https://k8s.example.com/a%2Fb", token="t")
+        )
+        assert escaped.status_code == 201, escaped.text
+
 
 class TestListClusters:
     async def test_pages_like_every_other_list(self, client: httpx.AsyncClient) -> None:
@@ -179,6 +202,26 @@ class TestCredentialsThatDoNotLoad:
         assert namespace["cluster"]["name"] == "broken"
         assert namespace["cluster"]["reachable"] is False
         assert "ca_data" in namespace["cluster"]["detail"]
+
+    async def test_a_request_the_http_library_refuses_to_build_is_a_503(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        """A cluster stored with credentials in its URL and a token (registered before the check existed):
+        aiohttp raised a ValueError building each request, and every call was a 500."""
+        created = await client.post(CLUSTERS, json=cluster("userinfo", token="t"))
+        assert created.status_code == 201, created.text
+        row = await session.get_one(Cluster, uuid.UUID(created.json()["id"]))
+        row.api_url = f"http://u:p@127.0.0.1:{free_port()}"
+        await session.flush()
+        ns = {"name": "team-a", "cluster": "userinfo"}
+        assert (await client.post("/api/v1/namespaces", json=ns)).status_code == 201
+        app = {"name": "web", "git_url": "https://g.example/web.git"}
+        assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
+        pods = await client.get("/api/v1/namespaces/team-a/apps/web/pods")
+        assert (pods.status_code, pods.headers["content-type"]) == (503, PROBLEM), pods.text
+        assert pods.json()["cluster"] == "userinfo"
+        checked = (await client.post(f"{CLUSTERS}/{row.id}/check")).json()
+        assert checked["reachable"] is False
 
 
 class TestClusterRefusesTheCredentials:

@@ -42,6 +42,7 @@ from kepler_kit.text import Multiline, Secret, SingleLine
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 DENIED = (Unauthorized, Forbidden)
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
 )
@@ -90,8 +91,18 @@ class ClusterCreate(BaseModel):
     @classmethod
     def _reachable_host(cls, url: str | None) -> str | None:
         """A host a client can dial: an IP address or a DNS name (`http://0` is neither, and would
-        fail every call to the cluster instead of its registration)."""
-        if url is not None and not _dialable(urlsplit(url)):
+        fail every call to the cluster instead of its registration). Nothing else a client would refuse
+        or misread: credentials (shown back in every listing, and aiohttp refuses them next to a token),
+        a query or fragment, a `%` that is not an escape."""
+        if url is None:
+            return url
+        if "@" in urlsplit(url).netloc:
+            raise ValueError("must not carry credentials: give a `token` or a client certificate")
+        if "?" in url or "#" in url:
+            raise ValueError("must not have a query or a fragment")
+        if _BAD_ESCAPE.search(url):
+            raise ValueError("has a `%` that is not followed by two hex digits")
+        if not _dialable(urlsplit(url)):
             raise ValueError("must name the API server by a DNS name or an IP address, with a valid port")
         return url
 

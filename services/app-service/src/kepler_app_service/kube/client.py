@@ -64,18 +64,22 @@ class KubernetesCluster:
         self._files.append(Path(handle.name))
         return handle.name
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The cluster's response, whatever its status. Anything raised building or sending the request is
+        no answer from the cluster, so it is unavailable (503 naming it), never a 500: connection errors,
+        timeouts, aiohttp's ValueErrors (an InvalidURL; credentials in the URL next to a token). Only the
+        type is told: a message may quote the URL."""
         try:
-            response = await self._api.call_api(
-                path,
-                method,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=self._timeout,
-                **kwargs,
-            )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # InvalidURL too: never a 500
+            return await self._api.call_api(path, method, auth_settings=["BearerToken"], **kwargs)
+        except ApiException:  # kubernetes-asyncio could not build the request from Kepler's own arguments
+            raise
+        except Exception as exc:
             raise ClusterUnavailable(self.name, type(exc).__name__) from exc
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._send(
+            method, path, _preload_content=False, _request_timeout=self._timeout, **kwargs
+        )
         return await self._checked(response)
 
     async def _checked(self, response: Any) -> Any:
@@ -179,23 +183,19 @@ class KubernetesCluster:
         query += [("resourceVersion", resource_version)] if resource_version else []
         query += [("fieldSelector", field_selector)] if field_selector else []
         query += [("labelSelector", label_selector)] if label_selector else []
+        sent = await self._send(
+            "GET",
+            rest_path(kind, namespace),
+            query_params=query,
+            _preload_content=False,
+            header_params={"Accept": "application/json"},
+        )
         try:
-            response = await self._checked(
-                await self._api.call_api(
-                    rest_path(kind, namespace),
-                    "GET",
-                    query_params=query,
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    header_params={"Accept": "application/json"},
-                )
-            )
+            response = await self._checked(sent)
         except ApiException as exc:
             if exc.status == 410:
                 raise WatchExpired from exc
             raise
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ClusterUnavailable(self.name, type(exc).__name__) from exc
         try:
             async for line in response.content:
                 if line.strip():
