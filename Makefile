@@ -41,6 +41,6 @@ bench: sync
 migrate: sync  ## alembic upgrade head on KEPLER_DATABASE_URL, else on the embedded Postgres
 	$(UV) run python -m kepler_devstack migrate
 
-admin: sync  ## make admin EMAIL=you@example.com [PASSWORD_STDIN=1]: the first admin, on the running `make run` stack
+admin: sync  ## make admin EMAIL=you@example.com [PASSWORD_STDIN=1] [PROMOTE=1]: the first admin, on the running `make run` stack
 	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com [PASSWORD_STDIN=1]" >&2; exit 2; }
-	$(UV) run --no-sync kepler-admin create-admin --email "$(EMAIL)" $(if $(PASSWORD_STDIN),--password-stdin)
+	$(UV) run --no-sync kepler-admin create-admin --email "$(EMAIL)" $(if $(PASSWORD_STDIN),--password-stdin) $(if $(PROMOTE),--promote)

@@ -1,9 +1,11 @@
 """`kepler-admin create-admin --email you@example.com` (or `make admin EMAIL=…`): the first platform admin.
 
 Kepler ships no default account; the password is prompted for, or read from one line of stdin with
-`--password-stdin` (for scripts). The database is KEPLER_DATABASE_URL when set, else the one of the
-devstack running on this checkout (`make run` records it in `<data dir>/stack.json`); the command says
-which it used, and answers a database it cannot reach with one line, not a traceback.
+`--password-stdin` (for scripts). The email must be one the login accepts, and an existing user who is not
+an admin is promoted (their password reset) only with `--promote`. The database is KEPLER_DATABASE_URL when
+set, else the one of the devstack running on this checkout (`make run` records it in
+`<data dir>/stack.json`); the command says which it used, and answers a database it cannot reach with one
+line, not a traceback. Used wrongly, it says so in one line and exits 2.
 """
 
 import argparse
@@ -13,17 +15,26 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kepler_db import User
 from kepler_gateway.identity import passwords, repository
+from kepler_gateway.identity.schemas import Email
 from kepler_kit.db import create_sessionmaker
 
 STATE_FILE = "stack.json"  # written by kepler_devstack.state while `make run` runs
+_EMAIL: TypeAdapter[str] = TypeAdapter(Email)  # the login's own rule: an admin it refuses could never log in
+
+
+def usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit status 2, argparse's for a command used wrongly."""
+    sys.stderr.write(f"kepler-admin: {message}\n")
+    raise SystemExit(2)
 
 
 class Target(NamedTuple):
@@ -45,13 +56,29 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from the first line of stdin"
     )
+    create.add_argument(
+        "--promote", action="store_true", help="make an existing user who is not an admin a platform admin"
+    )
     return parser.parse_args(argv)
+
+
+def _email(email: str) -> str:
+    try:
+        return _EMAIL.validate_python(email)
+    except ValidationError:
+        usage_error(f"{email!r} is not an email address the login accepts (name@domain.tld, one line)")
 
 
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
-    first, second = getpass.getpass("Password: "), getpass.getpass("Again: ")
+    no_terminal = "no terminal to prompt for the password on: pipe it in with --password-stdin"
+    if not sys.stdin.isatty():
+        usage_error(no_terminal)
+    try:
+        first, second = getpass.getpass("Password: "), getpass.getpass("Again: ")
+    except EOFError:
+        usage_error(no_terminal)
     if first != second:
         raise SystemExit("The passwords differ.")
     return first
@@ -94,7 +121,9 @@ def describe(url: str) -> str:
     return f"PostgreSQL at {where}, database {parsed.database or '(default)'}"
 
 
-async def create_admin(database_url: str, email: str, name: str, password: str) -> str:
+async def create_admin(
+    database_url: str, email: str, name: str, password: str, *, promote: bool = False
+) -> str:
     problems = passwords.policy_problems(password, email)
     if problems:
         raise SystemExit("The password " + "; ".join(problems) + ".")
@@ -105,6 +134,11 @@ async def create_admin(database_url: str, email: str, name: str, password: str) 
             if user is None:
                 user = User(email=email, display_name=name or email.split("@")[0])
                 session.add(user)
+            elif not user.is_admin and not promote:
+                usage_error(
+                    f"{user.email} is an existing user who is not an admin; "
+                    "add --promote to make them a platform admin (and reset their password)"
+                )
             user.is_admin, user.disabled_at = True, None
             user.password_hash = await passwords.hash_password(password)
         return f"{email} is a platform admin."
@@ -121,11 +155,12 @@ def _reason(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
+    email = _email(args.email)
     target = database_target(Path.cwd())
     sys.stdout.write(f"Using {describe(target.url)} (from {target.source})\n")
     password = _password(args.password_stdin)
     try:
-        message = asyncio.run(create_admin(target.url, args.email, args.name, password))
+        message = asyncio.run(create_admin(target.url, email, args.name, password, promote=args.promote))
     except (OSError, SQLAlchemyError) as exc:
         raise SystemExit(f"Cannot use {describe(target.url)}: {_reason(exc)}") from None
     sys.stdout.write(message + "\n")
