@@ -426,6 +426,26 @@ class TestDayTwo:
         assert "kubectl.kubernetes.io/restartedAt" in annotations
         assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
 
+    async def test_restart_after_the_deployment_was_deleted_keeps_the_replica_count(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Someone deleted the Deployment in the cluster: the restart must bring back the current release's
+        replica count (2), not a default of 1."""
+        await deploy(client, {**GOOD, **PATIENT})
+        await deployer.run()
+        async with httpx.AsyncClient(base_url=fake.url) as kube:
+            deleted = await kube.delete("/apis/apps/v1/namespaces/team-a/deployments/web")
+            assert deleted.status_code == 200, deleted.text
+        assert fake.get("Deployment", "web", "team-a") is None
+        restarted = await client.post(f"{BASE}/restart")
+        assert restarted.status_code == 201, restarted.text
+        release = (await client.get(f"{BASE}/releases/2")).json()
+        assert (release["cause"], release["spec"]["replicas"]) == ("restart", 2)
+        await deployer.run()
+        live = fake.get("Deployment", "web", "team-a")
+        assert live is not None
+        assert live["spec"]["replicas"] == 2
+
     async def test_pods_events_and_deleting_only_own_pods(
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
     ) -> None:
@@ -734,3 +754,35 @@ class TestApproval:
         assert rollback.json()["reason"] is None
         await deployer.run()
         assert (await state(client, rollback.json()["id"]))["status"] == "succeeded"
+
+    async def test_a_rollback_to_a_release_that_never_rolled_out_waits(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """A rollback skips approval only as the emergency path back to a release that ran before: rolling
+        "back" to the release that waits for approval used to roll it out with no one approving it."""
+        await client.patch("/api/v1/namespaces/team-a", json={"require_deploy_approval": True})
+        first = await deploy(client, GOOD)  # release 1, never approved, never rolled out
+        assert first["reason"] == "AwaitingApproval"
+        rollback = await client.post(f"{BASE}/rollback", json={"to_release": 1})
+        assert rollback.status_code == 201, rollback.text
+        assert (rollback.json()["status"], rollback.json()["reason"]) == ("pending", "AwaitingApproval")
+        await deployer.run()
+        assert fake.get("Deployment", "web", "team-a") is None  # nothing ran
+
+    async def test_a_rollback_to_a_waiting_release_waits(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Release 2 waits for approval; a rollback to it must wait too, while one to the release that
+        rolled out (1) is still the emergency path."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        await client.patch("/api/v1/namespaces/team-a", json={"require_deploy_approval": True})
+        waiting = await deploy(client, {"image": f"{IMAGE}:2"})
+        assert waiting["reason"] == "AwaitingApproval"
+        sneaky = await client.post(f"{BASE}/rollback", json={"to_release": 2})
+        assert sneaky.status_code == 201, sneaky.text
+        assert sneaky.json()["reason"] == "AwaitingApproval"
+        await deployer.run()
+        assert container(fake)["image"] == f"{IMAGE}:1"
+        back = await client.post(f"{BASE}/rollback", json={"to_release": 1})
+        assert back.json()["reason"] is None

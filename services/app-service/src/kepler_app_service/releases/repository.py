@@ -75,6 +75,16 @@ async def last_good_release(
     return await session.scalar(query)
 
 
+async def rolled_out(session: AsyncSession, app_id: uuid.UUID, release_id: uuid.UUID) -> bool:
+    """Whether a deployment of this release ever succeeded for the app: only then is it a known good state."""
+    query = select(Deployment.id).where(
+        Deployment.app_id == app_id,
+        Deployment.release_id == release_id,
+        Deployment.status == DeploymentStatus.succeeded,
+    )
+    return (await session.scalar(query.limit(1))) is not None
+
+
 async def active_deployments(session: AsyncSession, app_id: uuid.UUID) -> list[Deployment]:
     query = (
         select(Deployment).where(Deployment.app_id == app_id, Deployment.status.in_(ACTIVE)).with_for_update()
