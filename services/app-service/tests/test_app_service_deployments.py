@@ -133,6 +133,35 @@ class TestDeploy:
         )
         assert resumed.text.count("id: ") == len(frames) - 2
 
+    async def test_reconnecting_after_the_last_event_of_a_finished_deployment_ends(
+        self, client: httpx.AsyncClient, deployer: Any
+    ) -> None:
+        """A client that already received the final status reconnects with its id: the stream used to wait
+        for a final event that would never come again, sending keep-alives forever. (The suite's timeout
+        fails this test if the stream does not end.)"""
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        full = await client.get(f"{BASE}/deployments/{created['id']}/events")
+        last = [f for f in full.text.split("\n\n") if f.startswith("id:")][-1].split("\n")[0]
+        resumed = await client.get(
+            f"{BASE}/deployments/{created['id']}/events", headers={"Last-Event-ID": last.removeprefix("id: ")}
+        )
+        assert resumed.status_code == 200
+        assert resumed.text == ""
+
+    @pytest.mark.parametrize("cursor", ["99999999999999999999999", str(2**63), "abc", "-5"])
+    async def test_a_last_event_id_out_of_range_is_422(
+        self, client: httpx.AsyncClient, deployer: Any, cursor: str
+    ) -> None:
+        """An id beyond Postgres' bigint used to answer 200 and then break the connection mid-stream."""
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        response = await client.get(
+            f"{BASE}/deployments/{created['id']}/events", headers={"Last-Event-ID": cursor}
+        )
+        assert (response.status_code, response.headers["content-type"]) == (422, "application/problem+json")
+        assert response.json()["errors"][0]["loc"] == ["header", "last-event-id"]
+
     async def test_events_stream_sends_pods(self, client: httpx.AsyncClient, deployer: Any) -> None:
         """The stream promises `pods` events: a follower sees the app's pods, and the last snapshot
         before the final status is the rolled-out set. The worker records them in Postgres, so the API

@@ -149,7 +149,7 @@ async def follow_deployment(
     deployment_id: uuid.UUID,
     request: Request,
     session: DbSession,
-    last_event_id: Annotated[int, Header(ge=0)] = 0,
+    last_event_id: Annotated[int, Header(ge=0, le=2**63 - 1, description="Resume after this event id")] = 0,
     _: Access = require(Action.deploy_view),
 ) -> StreamingResponse:
     await service.get_deployment(session, await _app(session, namespace, app), deployment_id)

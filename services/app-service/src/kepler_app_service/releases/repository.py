@@ -149,6 +149,10 @@ def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int, str | None]:
     )
 
 
+async def deployment_status(session: AsyncSession, deployment_id: uuid.UUID) -> DeploymentStatus | None:
+    return await session.scalar(select(Deployment.status).where(Deployment.id == deployment_id))
+
+
 async def events_after(session: AsyncSession, deployment_id: uuid.UUID, after: int) -> list[DeploymentEvent]:
     query = (
         select(DeploymentEvent)
