@@ -133,6 +133,35 @@ class TestDeploy:
         )
         assert resumed.text.count("id: ") == len(frames) - 2
 
+    async def test_reconnecting_after_the_last_event_of_a_finished_deployment_ends(
+        self, client: httpx.AsyncClient, deployer: Any
+    ) -> None:
+        """A client that already received the final status reconnects with its id: the stream used to wait
+        for a final event that would never come again, sending keep-alives forever. (The suite's timeout
+        fails this test if the stream does not end.)"""
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        full = await client.get(f"{BASE}/deployments/{created['id']}/events")
+        last = [f for f in full.text.split("\n\n") if f.startswith("id:")][-1].split("\n")[0]
+        resumed = await client.get(
+            f"{BASE}/deployments/{created['id']}/events", headers={"Last-Event-ID": last.removeprefix("id: ")}
+        )
+        assert resumed.status_code == 200
+        assert resumed.text == ""
+
+    @pytest.mark.parametrize("cursor", ["99999999999999999999999", str(2**63), "abc", "-5"])
+    async def test_a_last_event_id_out_of_range_is_422(
+        self, client: httpx.AsyncClient, deployer: Any, cursor: str
+    ) -> None:
+        """An id beyond Postgres' bigint used to answer 200 and then break the connection mid-stream."""
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        response = await client.get(
+            f"{BASE}/deployments/{created['id']}/events", headers={"Last-Event-ID": cursor}
+        )
+        assert (response.status_code, response.headers["content-type"]) == (422, "application/problem+json")
+        assert response.json()["errors"][0]["loc"] == ["header", "last-event-id"]
+
     async def test_events_stream_sends_pods(self, client: httpx.AsyncClient, deployer: Any) -> None:
         """The stream promises `pods` events: a follower sees the app's pods, and the last snapshot
         before the final status is the rolled-out set. The worker records them in Postgres, so the API
@@ -425,6 +454,26 @@ class TestDayTwo:
         annotations = live["spec"]["template"]["metadata"]["annotations"]
         assert "kubectl.kubernetes.io/restartedAt" in annotations
         assert container(fake)["env"] == [{"name": "MODE", "value": "one"}]
+
+    async def test_restart_after_the_deployment_was_deleted_keeps_the_replica_count(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Someone deleted the Deployment in the cluster: the restart must bring back the current release's
+        replica count (2), not a default of 1."""
+        await deploy(client, {**GOOD, **PATIENT})
+        await deployer.run()
+        async with httpx.AsyncClient(base_url=fake.url) as kube:
+            deleted = await kube.delete("/apis/apps/v1/namespaces/team-a/deployments/web")
+            assert deleted.status_code == 200, deleted.text
+        assert fake.get("Deployment", "web", "team-a") is None
+        restarted = await client.post(f"{BASE}/restart")
+        assert restarted.status_code == 201, restarted.text
+        release = (await client.get(f"{BASE}/releases/2")).json()
+        assert (release["cause"], release["spec"]["replicas"]) == ("restart", 2)
+        await deployer.run()
+        live = fake.get("Deployment", "web", "team-a")
+        assert live is not None
+        assert live["spec"]["replicas"] == 2
 
     async def test_pods_events_and_deleting_only_own_pods(
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
@@ -734,3 +783,35 @@ class TestApproval:
         assert rollback.json()["reason"] is None
         await deployer.run()
         assert (await state(client, rollback.json()["id"]))["status"] == "succeeded"
+
+    async def test_a_rollback_to_a_release_that_never_rolled_out_waits(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """A rollback skips approval only as the emergency path back to a release that ran before: rolling
+        "back" to the release that waits for approval used to roll it out with no one approving it."""
+        await client.patch("/api/v1/namespaces/team-a", json={"require_deploy_approval": True})
+        first = await deploy(client, GOOD)  # release 1, never approved, never rolled out
+        assert first["reason"] == "AwaitingApproval"
+        rollback = await client.post(f"{BASE}/rollback", json={"to_release": 1})
+        assert rollback.status_code == 201, rollback.text
+        assert (rollback.json()["status"], rollback.json()["reason"]) == ("pending", "AwaitingApproval")
+        await deployer.run()
+        assert fake.get("Deployment", "web", "team-a") is None  # nothing ran
+
+    async def test_a_rollback_to_a_waiting_release_waits(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Release 2 waits for approval; a rollback to it must wait too, while one to the release that
+        rolled out (1) is still the emergency path."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        await client.patch("/api/v1/namespaces/team-a", json={"require_deploy_approval": True})
+        waiting = await deploy(client, {"image": f"{IMAGE}:2"})
+        assert waiting["reason"] == "AwaitingApproval"
+        sneaky = await client.post(f"{BASE}/rollback", json={"to_release": 2})
+        assert sneaky.status_code == 201, sneaky.text
+        assert sneaky.json()["reason"] == "AwaitingApproval"
+        await deployer.run()
+        assert container(fake)["image"] == f"{IMAGE}:1"
+        back = await client.post(f"{BASE}/rollback", json={"to_release": 1})
+        assert back.json()["reason"] is None

@@ -174,3 +174,47 @@ class TestRecovery:
         info = await Job(lost, arq).info()
         assert info is not None
         assert info.kwargs == {"request_id": "req-deploy-1"}
+
+
+@pytest.mark.usefixtures("web")
+class TestNumbers:
+    @pytest.mark.parametrize("replicas", [True, "2", " 2 ", 1.0])
+    async def test_replica_counts_are_integers(self, client: httpx.AsyncClient, replicas: Any) -> None:
+        """`true` used to scale to 1, and "2", " 2 " and 1.0 passed as counts: only a JSON integer is one."""
+        assert (await client.post(f"{APP}/deployments", json=GOOD)).status_code == 201
+        for path, body in (
+            (f"{APP}/scale", {"replicas": replicas}),
+            (f"{APP}/deployments", {**GOOD, "replicas": replicas}),
+        ):
+            response = await client.post(path, json=body)
+            assert_problem(response, 422)
+            assert response.json()["errors"][0]["loc"] == ["body", "replicas"]
+
+    @pytest.mark.parametrize(
+        ("method", "path", "params", "body", "loc"),
+        [
+            ("GET", f"{APP}/releases/2147483648", None, None, ["path", "number"]),
+            ("GET", f"{APP}/releases/0", None, None, ["path", "number"]),
+            ("GET", f"{APP}/releases/1/diff", {"against": "2147483648"}, None, ["query", "against"]),
+            ("GET", f"{APP}/releases/2147483648/diff", {"against": "1"}, None, ["path", "number"]),
+            ("POST", f"{APP}/rollback", None, {"to_release": 2**31}, ["body", "to_release"]),
+            ("POST", f"{APP}/deployments", None, {"release": 2**31}, ["body", "release"]),
+        ],
+    )
+    async def test_release_numbers_beyond_the_column_name_the_field(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        body: dict[str, Any] | None,
+        loc: list[str],
+    ) -> None:
+        """A number Postgres' integer column cannot hold used to reach the database and come back as a 422
+        about a value that "cannot be stored", naming no field."""
+        response = await client.request(method, path, params=params, json=body)
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["loc"] == loc
+
+    async def test_the_largest_release_number_is_a_plain_404(self, client: httpx.AsyncClient) -> None:
+        assert_problem(await client.get(f"{APP}/releases/2147483647"), 404)

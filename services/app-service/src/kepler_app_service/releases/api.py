@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from kepler_app_service.releases import events, manifests, repository, service
 from kepler_app_service.releases.adopt import ImportResult, adopt
 from kepler_app_service.releases.rollout import PodState
 from kepler_app_service.releases.schemas import (
+    INT32_MAX,
     AppSettingsUpdate,
     AppStatus,
     Deployment,
@@ -54,6 +55,7 @@ from kepler_kit.text import Line
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
 DENIED = (Unauthorized, Forbidden, NotFound)
+ReleaseInPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A release number")]
 SSE_RESPONSE = stream_response("Server-Sent Events: status, replicas, pods and auto_rollback")
 
 
@@ -149,7 +151,7 @@ async def follow_deployment(
     deployment_id: uuid.UUID,
     request: Request,
     session: DbSession,
-    last_event_id: Annotated[int, Header(ge=0)] = 0,
+    last_event_id: Annotated[int, Header(ge=0, le=2**63 - 1, description="Resume after this event id")] = 0,
     _: Access = require(Action.deploy_view),
 ) -> StreamingResponse:
     await service.get_deployment(session, await _app(session, namespace, app), deployment_id)
@@ -312,7 +314,7 @@ async def list_releases(
 async def get_release(
     namespace: NamespaceName,
     app: AppName,
-    number: int,
+    number: ReleaseInPath,
     session: DbSession,
     _: Access = require(Action.deploy_view),
 ) -> Release:
@@ -327,8 +329,8 @@ async def get_release(
 async def diff_releases(
     namespace: NamespaceName,
     app: AppName,
-    number: int,
-    against: int,
+    number: ReleaseInPath,
+    against: Annotated[int, Query(ge=1, le=INT32_MAX, description="The release to compare with")],
     session: DbSession,
     _: Access = require(Action.deploy_view),
 ) -> ReleaseDiff:

@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.releases import repository
-from kepler_db import Deployment, DeploymentEvent
+from kepler_app_service.releases.repository import ACTIVE
+from kepler_db import Deployment, DeploymentEvent, DeploymentStatus
 from kepler_kit.jobs import after_commit
 
 KEEPALIVE_SECONDS = 15.0
@@ -44,25 +45,30 @@ def sse(event: DeploymentEvent) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
-def _final(event: DeploymentEvent) -> bool:
-    return event.kind == "status" and event.data.get("status") not in ("pending", "applying", "progressing")
+FINAL = frozenset(s for s in DeploymentStatus if s not in ACTIVE)
 
 
 async def follow(
     sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, deployment_id: uuid.UUID, after: int
 ) -> AsyncIterator[str]:
-    """Replays what the client missed, then each event as it is committed; ends after the final status
-    and whatever was committed with it (an automatic rollback is recorded just after its deployment's
-    final status, in the same transaction: a live follower must hear of it too)."""
+    """Replays what the client missed, then each event as it is committed; ends once the deployment is
+    final and everything committed with its final status was sent (an automatic rollback is recorded just
+    after its deployment's final status, in the same transaction: a live follower must hear of it too).
+
+    The status is read before the events: when it was already final, its final events were committed
+    before that read, so the events read next include them, and the stream may end, also for a client
+    that reconnects with the last event's id and has nothing left to receive.
+    """
     async with redis.pubsub() as pubsub:
         await pubsub.subscribe(channel(deployment_id))  # before reading: nothing can slip between the two
         while True:
             async with sessionmaker() as session:
+                status = await repository.deployment_status(session, deployment_id)
                 events = await repository.events_after(session, deployment_id, after)
             for event in events:
                 yield sse(event)
                 after = event.id
-            if any(_final(event) for event in events):
+            if status is None or status in FINAL:
                 return
             if await pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_SECONDS) is None:
                 yield ": keep-alive\n\n"

@@ -75,6 +75,16 @@ async def last_good_release(
     return await session.scalar(query)
 
 
+async def rolled_out(session: AsyncSession, app_id: uuid.UUID, release_id: uuid.UUID) -> bool:
+    """Whether a deployment of this release ever succeeded for the app: only then is it a known good state."""
+    query = select(Deployment.id).where(
+        Deployment.app_id == app_id,
+        Deployment.release_id == release_id,
+        Deployment.status == DeploymentStatus.succeeded,
+    )
+    return (await session.scalar(query.limit(1))) is not None
+
+
 async def active_deployments(session: AsyncSession, app_id: uuid.UUID) -> list[Deployment]:
     query = (
         select(Deployment).where(Deployment.app_id == app_id, Deployment.status.in_(ACTIVE)).with_for_update()
@@ -137,6 +147,10 @@ def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int, str | None]:
     return select(Deployment.id, Deployment.attempt, Deployment.request_id).where(
         Deployment.status.in_(ACTIVE), heartbeat < cutoff, ~waiting
     )
+
+
+async def deployment_status(session: AsyncSession, deployment_id: uuid.UUID) -> DeploymentStatus | None:
+    return await session.scalar(select(Deployment.status).where(Deployment.id == deployment_id))
 
 
 async def events_after(session: AsyncSession, deployment_id: uuid.UUID, after: int) -> list[DeploymentEvent]:

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,12 @@ DeploymentState = Literal[
 ]
 
 
+INT32_MAX = 2**31 - 1  # releases are numbered in an `integer` column
+ReleaseNumber = Annotated[int, Field(ge=1, le=INT32_MAX)]
+# A count, never `true`, `"2"` or `1.0`: JSON that only looks like one is the client's mistake.
+Replicas = Annotated[int, Field(strict=True, ge=0, le=500)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -24,8 +30,8 @@ class DeploymentCreate(Strict):
 
     image: ImageRef | None = None
     image_digest: str | None = Field(None, pattern=r"^sha256:[a-f0-9]{64}$")
-    release: int | None = Field(None, ge=1, description="Re-deploy this release as it was recorded")
-    replicas: int | None = Field(None, ge=0, le=500)
+    release: ReleaseNumber | None = Field(None, description="Re-deploy this release as it was recorded")
+    replicas: Replicas | None = None
     resources: Resources | None = None
     env: Env | None = None
     command: Argv | None = None
@@ -46,11 +52,11 @@ class ReleaseChange(Strict):
 
 
 class RollbackRequest(Strict):
-    to_release: int | None = Field(None, ge=1, description="Default: the last release that rolled out")
+    to_release: ReleaseNumber | None = Field(None, description="Default: the last release that rolled out")
 
 
 class ScaleRequest(Strict):
-    replicas: int = Field(ge=0, le=500)
+    replicas: Replicas
 
 
 class AppSettingsUpdate(Strict):

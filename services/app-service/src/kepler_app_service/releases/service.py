@@ -86,7 +86,8 @@ async def start_deployment(
     """Pending deployments of the app are superseded: only the newest intent is worth rolling out.
 
     In a namespace that requires approval, a deploy waits for a maintainer other than its requester;
-    rollbacks (`urgent`, and the automatic ones) never wait: they are the emergency path.
+    rollbacks to a release that rolled out before (`urgent`, and the automatic ones) never wait: they are
+    the emergency path.
     """
     for older in await repository.active_deployments(session, app.id):
         if older.status is models.DeploymentStatus.pending:
@@ -217,7 +218,10 @@ async def rollback(
         target = await repository.last_good_release(session, app.id, current.id if current else uuid.uuid4())
         if target is None:
             raise Conflict(f"App '{app.name}' has no earlier release that rolled out.")
-    deployment = await start_deployment(session, app, target, who, urgent=True)
+    # The emergency path skips approval only back to a state that ran: a "rollback" to a release that never
+    # rolled out (one still waiting for approval, say) is a deploy and waits like one.
+    urgent = await repository.rolled_out(session, app.id, target.id)
+    deployment = await start_deployment(session, app, target, who, urgent=urgent)
     _audit(session, who, "app.rollback", app, ns, release=target.number, deployment=str(deployment.id))
     return deployment, target.number
 

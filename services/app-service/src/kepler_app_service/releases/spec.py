@@ -124,7 +124,7 @@ class ReleaseSpec(Strict):
 
     image: ImageRef
     image_digest: Annotated[str, StringConstraints(pattern=DIGEST.pattern)] | None = None
-    replicas: int = Field(1, ge=0, le=500)
+    replicas: int = Field(1, strict=True, ge=0, le=500)
     resources: Resources = Resources()
     env: Env = Field(default_factory=list)
     command: Argv = Field(default_factory=list)
