@@ -25,7 +25,7 @@ from kepler_app_service.schemas import (
 from kepler_db import models
 from kepler_kit.access import publish_access_change
 from kepler_kit.audit import record_audit
-from kepler_kit.errors import BadRequest, Conflict, NotFound
+from kepler_kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import after_commit, enqueue_after_commit
 from kepler_kit.pagination import PageRequest, page_of
@@ -220,8 +220,11 @@ async def add_member(
     session: AsyncSession, who: Principal, namespace: models.Namespace, data: MemberCreate
 ) -> Member:
     user = await repository.user_by_email(session, data.email)
-    if user is None:
-        raise NotFound(f"No user has the email '{data.email}'; they must sign in to Kepler once first.")
+    if user is None:  # the namespace was found: a 404 would say it was not (RFC 9110: 404 is the target)
+        why = "no user has this email; they must sign in to Kepler once first"
+        raise ValidationFailed(
+            f"body.email: {why}", errors=[{"loc": ["body", "email"], "msg": why, "type": "unknown_user"}]
+        )
     if await repository.membership(session, namespace.id, user.id):
         raise Conflict(f"'{user.email}' is already a member of '{namespace.name}'.")
     membership = models.Membership(user_id=user.id, namespace_id=namespace.id, role=data.role)
