@@ -1,7 +1,5 @@
 """Input a careless client or an attacker sends to the gateway's own API: 4xx problems, never a 500."""
 
-import base64
-import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,27 +14,14 @@ from kepler_gateway.identity.passwords import hash_password
 from kepler_gateway.identity.settings import AuthSettings
 from kepler_gateway.settings import GatewaySettings
 from kepler_gateway.testing import gateway_client
+from kepler_kit.testing.hostile import CRAFTED_CURSORS as CRAFTED
+from kepler_kit.testing.hostile import cursor
 from kepler_kit.testing.identities import TEST_SECRET
 
 PASSWORD = "correct horse battery staple"
 PROBLEM = "application/problem+json"
 LISTS = ("/api/v1/audit-events", "/api/v1/users", "/api/v1/me/tokens")
 NOT_STRING_KEYED = ("/api/v1/audit-events", "/api/v1/me/tokens")  # for users, ["x"] is a fine email key
-
-
-def cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-# Each decodes to something no list issued: wrong types, wrong arity, not JSON, not base64.
-CRAFTED = [
-    cursor([{}]),
-    cursor([]),
-    cursor([1, 2, 3]),
-    cursor(["a\u0000"]),
-    cursor({"a": 1}),
-    "!!!not-base64",
-]
 
 
 @pytest.fixture

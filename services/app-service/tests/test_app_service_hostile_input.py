@@ -1,8 +1,6 @@
 """What a careless client or an attacker sends app-service: 4xx problems, never a 500; and how fast lost
 deployments come back."""
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,26 +16,14 @@ from kepler_app_service.tasks import sweeps
 from kepler_db import Cluster
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.settings import KeplerSettings
+from kepler_kit.testing.hostile import CRAFTED_CURSORS as CRAFTED
+from kepler_kit.testing.hostile import cursor
 from kepler_kubefake import KubeFake
 
 PROBLEM = "application/problem+json"
 APP = "/api/v1/namespaces/team-a/apps/web"
 GOOD = {"image": "registry.example.com/team/web:1", "replicas": 1}
 
-
-def cursor(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-
-# Each decodes to something no list issued: wrong types, wrong arity, not a list, not base64.
-CRAFTED = [
-    cursor([{}]),
-    cursor([]),
-    cursor([1, 2, 3]),
-    cursor(["a\u0000"]),
-    cursor({"a": 1}),
-    "!!!not-base64",
-]
 LISTS = ("/api/v1/namespaces", "/api/v1/namespaces/team-a/members", "/api/v1/namespaces/team-a/apps")
 TYPED_LISTS = (f"{APP}/releases", f"{APP}/deployments")  # keys: a release number; a time and an id
 
