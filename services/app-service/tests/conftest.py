@@ -8,10 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.app import create_app
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import FUNCTIONS, SWEEPS
+from kepler_app_service.tasks import FUNCTIONS, SWEEPS, cluster_registry
 from kepler_db import User
 from kepler_kit.testing.identities import Minter, make_user
 from kepler_kit.testing.services import run_burst_worker, service_client
+from kepler_kubefake import KubeFake
 
 
 @pytest.fixture
@@ -71,3 +72,27 @@ class Worker:
 @pytest.fixture
 def worker(redis_url: str, queue_name: str, sessionmaker: async_sessionmaker[AsyncSession]) -> Worker:
     return Worker(redis_url, queue_name, sessionmaker)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[KubeFake]:
+    """A cluster whose time runs 500x faster (a 600 s progress deadline is 1.2 s), pods ready at once
+    and crash loops that show within a tenth of a second: rollouts a test can wait for."""
+    async with KubeFake.start(
+        ready_delay=0.05, time_scale=0.002, crash_period=0.05, bookmark_interval=0.05
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings_overrides: dict[str, Any]) -> AppServiceSettings:
+    return AppServiceSettings(**settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2)
+
+
+@pytest.fixture
+async def deployer(worker: Any, settings: AppServiceSettings) -> AsyncIterator[Any]:
+    """The worker with the deployment runner's cluster clients."""
+    worker.settings = settings
+    worker.clients = {"clusters": cluster_registry(settings)}
+    yield worker
+    await worker.clients["clusters"].close()

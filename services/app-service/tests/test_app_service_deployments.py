@@ -38,27 +38,6 @@ GOOD: dict[str, Any] = {
 PATIENT = {"progress_deadline_seconds": 86400}
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[KubeFake]:
-    async with KubeFake.start(
-        ready_delay=0.05, time_scale=0.002, crash_period=0.05, bookmark_interval=0.05
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings_overrides: dict[str, Any]) -> AppServiceSettings:
-    return AppServiceSettings(**settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2)
-
-
-@pytest.fixture
-async def deployer(worker: Any, settings: AppServiceSettings) -> AsyncIterator[Any]:
-    worker.settings = settings
-    worker.clients = {"clusters": cluster_registry(settings)}
-    yield worker
-    await worker.clients["clusters"].close()
-
-
 async def cluster_at(session: AsyncSession, url: str) -> None:
     session.add(Cluster(name="test", api_url=url))
     await session.flush()

@@ -2,7 +2,6 @@
 a client generated from the OpenAPI document gets typed events (not `unknown`) that parse."""
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,8 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_app_service.app import create_app
 from kepler_app_service.releases import events
 from kepler_app_service.releases.stream import DeploymentStreamEvent
-from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry
 from kepler_db import Cluster, DeploymentEvent
 from kepler_kubefake import KubeFake
 
@@ -23,23 +20,6 @@ BASE = "/api/v1/namespaces/team-a/apps/web"
 IMAGE = "registry.example.com/team/web"
 FOLLOW = "/api/v1/namespaces/{namespace}/apps/{app}/deployments/{deployment_id}/events"
 EVENTS = TypeAdapter[Any](DeploymentStreamEvent)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[KubeFake]:
-    async with KubeFake.start(
-        ready_delay=0.05, time_scale=0.002, crash_period=0.05, bookmark_interval=0.05
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-async def deployer(worker: Any, settings_overrides: dict[str, Any]) -> AsyncIterator[Any]:
-    settings = AppServiceSettings(**settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2)
-    worker.settings = settings
-    worker.clients = {"clusters": cluster_registry(settings)}
-    yield worker
-    await worker.clients["clusters"].close()
 
 
 @pytest.fixture

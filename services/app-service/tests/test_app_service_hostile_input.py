@@ -1,7 +1,6 @@
 """What a careless client or an attacker sends app-service: 4xx problems, never a 500; and how fast lost
 deployments come back."""
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,12 +25,6 @@ GOOD = {"image": "registry.example.com/team/web:1", "replicas": 1}
 
 LISTS = ("/api/v1/namespaces", "/api/v1/namespaces/team-a/members", "/api/v1/namespaces/team-a/apps")
 TYPED_LISTS = (f"{APP}/releases", f"{APP}/deployments")  # keys: a release number; a time and an id
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[KubeFake]:
-    async with KubeFake.start(ready_delay=0.05, time_scale=0.002) as server:
-        yield server
 
 
 @pytest.fixture
