@@ -31,15 +31,6 @@ def closed_port() -> int:
         return port
 
 
-@pytest.fixture
-async def client(
-    settings_overrides: dict[str, Any], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_kit_app(KeplerSettings(**settings_overrides))
-    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
-        yield client
-
-
 class TestValueThePostgresRefuses:
     async def test_nul_reaching_postgres_is_a_422_problem(self, client: httpx.AsyncClient) -> None:
         """The last resort behind the schema types: a data error (SQLSTATE 22) is the caller's input."""

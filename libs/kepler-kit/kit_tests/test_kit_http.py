@@ -1,30 +1,13 @@
 """The kit as a client of any Kepler service sees it: problem+json everywhere, commit before the response."""
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import httpx
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_db import models
-from kepler_kit.settings import KeplerSettings
-from kepler_kit.testing.services import service_client
-
-from .kit_app import create_kit_app
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def client(
-    settings_overrides: dict[str, Any], sessionmaker: async_sessionmaker[AsyncSession], arq: ArqRedis
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_kit_app(KeplerSettings(**settings_overrides))
-    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
-        yield client
 
 
 async def queued(arq: ArqRedis, queue_name: str) -> int:
