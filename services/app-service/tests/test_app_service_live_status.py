@@ -11,11 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from kepler_app_service.kube.live import Backoff, LiveStatus
-from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import cluster_registry
 from kepler_db import Cluster
 from kepler_kit.metrics import REGISTRY
+from kepler_kube.registry import ClusterRegistry
 from kepler_kubefake import KubeFake
 
 APPS = "/api/v1/namespaces/team-a/apps"

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from kepler_app_service import service
-from kepler_app_service.kube.registry import placement
+from kepler_app_service.kube.placement import placement
 from kepler_app_service.releases.api import remove_objects, was_deployed
 from kepler_app_service.schemas import (
     App,

@@ -9,9 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service import repository, service
-from kepler_app_service.kube.base import ClusterCredentials, Kube
 from kepler_app_service.kube.live import LiveStatus
-from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import repository as releases_repository
 from kepler_app_service.releases import service as releases_service
 from kepler_app_service.releases.runner import Runner
@@ -21,6 +19,8 @@ from kepler_kit.crypto import SecretBox
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
 from kepler_kit.logging import get_logger
 from kepler_kit.worker import worker_settings
+from kepler_kube.base import ClusterCredentials, Kube
+from kepler_kube.registry import ClusterRegistry
 
 log = get_logger(__name__)
 CLUSTER_SECRETS = "cluster-credentials"
@@ -66,7 +66,7 @@ async def run_deployment(ctx: WorkerContext, deployment_id: str, attempt: str) -
 
 def cluster_registry(settings: AppServiceSettings) -> ClusterRegistry:
     def connect(credentials: ClusterCredentials) -> Kube:
-        from kepler_app_service.kube.client import KubernetesCluster  # ~100 MB: loaded once a cluster is used
+        from kepler_kube.client import KubernetesCluster  # ~100 MB: loaded once a cluster is used
 
         return KubernetesCluster(credentials, watch_seconds=settings.watch_timeout_seconds)
 
@@ -82,7 +82,7 @@ async def preload_kubernetes_client(sessionmaker: async_sessionmaker[AsyncSessio
                 return False
     except Exception:  # Postgres away at start: load it anyway rather than fail readiness for good
         log.warning("clusters_unknown_loading_kubernetes_client", exc_info=True)
-    await asyncio.to_thread(importlib.import_module, "kepler_app_service.kube.client")
+    await asyncio.to_thread(importlib.import_module, "kepler_kube.client")
     return True
 
 

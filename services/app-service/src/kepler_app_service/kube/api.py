@@ -19,8 +19,6 @@ from pydantic import (
 )
 
 from kepler_app_service.kube import repository
-from kepler_app_service.kube.base import ClusterUnavailable, tls_problems
-from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_db import Cluster as ClusterRow
 from kepler_kit.access import Access, require
 from kepler_kit.audit import record_audit
@@ -38,6 +36,8 @@ from kepler_kit.names import NamespaceName
 from kepler_kit.pagination import Page, PageParams, page_of
 from kepler_kit.permissions import Action
 from kepler_kit.text import Multiline, Secret, SingleLine
+from kepler_kube.base import ClusterUnavailable, tls_problems
+from kepler_kube.registry import ClusterRegistry
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 DENIED = (Unauthorized, Forbidden)

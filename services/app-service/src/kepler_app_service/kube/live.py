@@ -13,13 +13,13 @@ from prometheus_client import Counter
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kepler_app_service.kube.base import ClusterUnavailable, Kube, WatchExpired
-from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases.manifests import MANAGED_BY, RELEASE_ANNOTATION
 from kepler_app_service.releases.rollout import rollout_status
 from kepler_db import App, Cluster, Namespace
 from kepler_kit.logging import get_logger
 from kepler_kit.metrics import REGISTRY
+from kepler_kube.base import ClusterUnavailable, Kube, WatchExpired
+from kepler_kube.registry import ClusterRegistry
 
 log = get_logger(__name__)
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"

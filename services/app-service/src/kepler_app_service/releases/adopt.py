@@ -8,13 +8,13 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import repository
-from kepler_app_service.kube.base import Kube
 from kepler_app_service.releases import service
 from kepler_app_service.releases.manifests import MANAGED_BY
 from kepler_app_service.releases.spec import ReleaseSpec
 from kepler_db import models
 from kepler_kit.audit import record_audit
 from kepler_kit.identity import Principal
+from kepler_kube.base import Kube
 
 _APP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 Obj = dict[str, Any]

@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import service as apps
-from kepler_app_service.kube.base import ClusterUnavailable, Kube
-from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import events, manifests, repository, service
 from kepler_app_service.releases.adopt import ImportResult, adopt
 from kepler_app_service.releases.rollout import PodState
@@ -52,6 +50,8 @@ from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
 from kepler_kit.problems import problem_response
 from kepler_kit.text import Line
+from kepler_kube.base import ClusterUnavailable, Kube
+from kepler_kube.registry import ClusterRegistry
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
 DENIED = (Unauthorized, Forbidden, NotFound)

@@ -14,8 +14,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.base import ClusterUnavailable, Kube, WatchExpired
-from kepler_app_service.kube.registry import ClusterRegistry
 from kepler_app_service.releases import events, manifests, repository, service
 from kepler_app_service.releases.rollout import PodState, Rollout, crash_looping, rollout_status, timed_out
 from kepler_app_service.settings import AppServiceSettings
@@ -24,6 +22,8 @@ from kepler_kit.audit import record_audit
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import WorkerContext, session_scope
 from kepler_kit.logging import get_logger
+from kepler_kube.base import ClusterUnavailable, Kube, WatchExpired
+from kepler_kube.registry import ClusterRegistry
 
 log = get_logger(__name__)
 SYSTEM = Principal(user_id=None, name="kepler")

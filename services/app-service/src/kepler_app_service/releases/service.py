@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.base import Kube
 from kepler_app_service.releases import events, manifests, repository
 from kepler_app_service.releases.schemas import (
     Deployment,
@@ -34,6 +33,7 @@ from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
 from kepler_kit.pagination import Int32, PageRequest, page_of
+from kepler_kube.base import Kube
 
 SERVICE = "app-service"
 RUN_DEPLOYMENT = "run_deployment"

@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.kube.base import (
+from kepler_db import Cluster, Namespace
+from kepler_kit.crypto import SecretBox
+from kepler_kit.errors import Conflict
+from kepler_kube.base import (
     BadCredentials,
     ClusterCredentials,
     ClusterUnavailable,
     Kube,
     tls_problems,
 )
-from kepler_app_service.schemas import NamespaceCluster
-from kepler_db import Cluster, Namespace
-from kepler_kit.crypto import SecretBox
-from kepler_kit.errors import Conflict
 
 IN_CLUSTER_URL = "https://kubernetes.default.svc"
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -173,22 +172,6 @@ async def cluster_of(session: AsyncSession, namespace: str, default: str | None)
             f"Namespace '{namespace}' is bound to no cluster, and no default cluster is configured."
         )
     return cluster
-
-
-async def placement(
-    session: AsyncSession, registry: ClusterRegistry, namespace: Namespace, default: str | None
-) -> NamespaceCluster | None:
-    """The namespace's cluster and what this process knows of it; None when it is bound to none at all."""
-    if namespace.cluster_id is not None:
-        cluster = await session.get(Cluster, namespace.cluster_id)
-    else:
-        cluster = await session.scalar(select(Cluster).where(Cluster.name == default)) if default else None
-    if cluster is None:
-        return None
-    health = await registry.verify(cluster)
-    return NamespaceCluster(
-        name=cluster.name, reachable=health.ok if health else None, detail=health.detail if health else None
-    )
 
 
 def _summary(problems: dict[str, str]) -> str:

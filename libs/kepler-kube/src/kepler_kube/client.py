@@ -1,4 +1,4 @@
-"""Kubernetes, as app-service needs it: apply, read, watch, pods, events. One pooled ApiClient per cluster.
+"""Kubernetes, as Kepler's services need it: apply, read, watch, pods, events. One pooled ApiClient per cluster.
 
 Objects travel as plain dicts (`_preload_content=False`): app-service never needs the generated models,
 and skipping them keeps a watch of thousands of objects cheap.
@@ -15,7 +15,7 @@ import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kepler_app_service.kube.base import (
+from kepler_kube.base import (
     APPLY_PATCH,
     FIELD_MANAGER,
     BadCredentials,

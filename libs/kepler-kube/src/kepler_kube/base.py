@@ -1,4 +1,4 @@
-"""What app-service knows of Kubernetes without loading kubernetes-asyncio (about 100 MB of models):
+"""What a service knows of Kubernetes without loading kubernetes-asyncio (about 100 MB of models):
 the errors, the credentials, the `Kube` protocol and the REST paths. The client itself loads on first use."""
 
 import re
