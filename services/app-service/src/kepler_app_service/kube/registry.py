@@ -23,7 +23,7 @@ from kepler_kit.crypto import SecretBox
 from kepler_kit.errors import Conflict
 
 IN_CLUSTER_URL = "https://kubernetes.default.svc"
-IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105  (a file path, not a secret)
 IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 
