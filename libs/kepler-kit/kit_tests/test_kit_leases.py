@@ -4,6 +4,7 @@ the fence that keeps a holder which lost its lease from writing after the new ho
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 import pytest
 from sqlalchemy import text
@@ -15,18 +16,22 @@ from kepler_kit.leases import Lease, Leases, holder
 BOUND = 10.0  # a wait bound only: a test that needs it has failed
 
 
+class Contender(Protocol):
+    def __call__(self, identity: str, check_seconds: float = 0.02) -> Leases: ...
+
+
 @pytest.fixture
 def name() -> str:
     return f"test-lease:{secrets.token_hex(4)}"
 
 
 @pytest.fixture
-async def contenders(engine: AsyncEngine) -> AsyncIterator[Callable[[str], Leases]]:
+async def contenders(engine: AsyncEngine) -> AsyncIterator[Contender]:
     """Contenders as separate processes would be: each `Leases` has a connection of its own."""
     made: list[Leases] = []
 
-    def contender(identity: str) -> Leases:
-        made.append(Leases(engine, identity=identity, retry_seconds=0.02, check_seconds=0.02))
+    def contender(identity: str, check_seconds: float = 0.02) -> Leases:
+        made.append(Leases(engine, identity=identity, retry_seconds=0.02, check_seconds=check_seconds))
         return made[-1]
 
     yield contender
@@ -52,9 +57,7 @@ async def terminate(engine: AsyncEngine, lease: Lease) -> None:
         assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": lease.token[0]})
 
 
-async def test_two_contenders_only_one_holds(
-    engine: AsyncEngine, contenders: Callable[[str], Leases], name: str
-) -> None:
+async def test_two_contenders_only_one_holds(engine: AsyncEngine, contenders: Contender, name: str) -> None:
     """The second contender, and a second try by the holder's own process, do not get a held lease."""
     a, b = contenders("a"), contenders("b")
     assert await a.try_acquire(name) is not None
@@ -64,7 +67,7 @@ async def test_two_contenders_only_one_holds(
 
 
 async def test_a_released_lease_goes_to_the_other_contender(
-    engine: AsyncEngine, contenders: Callable[[str], Leases], name: str
+    engine: AsyncEngine, contenders: Contender, name: str
 ) -> None:
     a, b = contenders("a"), contenders("b")
     lease = await a.try_acquire(name)
@@ -76,7 +79,7 @@ async def test_a_released_lease_goes_to_the_other_contender(
 
 
 async def test_a_killed_holder_connection_stops_its_loop_and_the_other_takes_over(
-    engine: AsyncEngine, contenders: Callable[[str], Leases], name: str
+    engine: AsyncEngine, contenders: Contender, name: str
 ) -> None:
     """The holder's loop is cancelled when its connection dies, and the waiting contender's loop starts."""
     a, b = contenders("a"), contenders("b")
@@ -114,11 +117,12 @@ async def test_a_killed_holder_connection_stops_its_loop_and_the_other_takes_ove
 
 
 async def test_a_holder_that_lost_its_lease_cannot_write_after_the_new_holder_starts(
-    engine: AsyncEngine, contenders: Callable[[str], Leases], name: str
+    engine: AsyncEngine, contenders: Contender, name: str
 ) -> None:
     """A write already past its fence when the holder dies holds the new holder back until it commits;
-    the old holder's next write fails its fence, the new holder's passes."""
-    a, b = contenders("a"), contenders("b")
+    the old holder's next write fails its fence, the new holder's passes: checked by the server, the old
+    holder (stalled: it has not noticed its loss yet) still believes it holds the lease."""
+    a, b = contenders("a", check_seconds=3600), contenders("b")
     old = await a.try_acquire(name)
     assert old is not None
     sessions = create_sessionmaker(engine)
@@ -129,6 +133,7 @@ async def test_a_holder_that_lost_its_lease_cannot_write_after_the_new_holder_st
         await asyncio.wait_for(until_held_by(engine, name, "b"), BOUND)  # then it waits at the fence
         assert not taking_over.done()
     new = await asyncio.wait_for(taking_over, BOUND)
+    assert old.held
     assert await fences(sessions(), old) is False
     assert await fences(sessions(), new) is True
 
@@ -138,9 +143,7 @@ async def fences(session: AsyncSession, lease: Lease) -> bool:
         return await lease.fence(session)
 
 
-async def test_closing_releases_every_lease(
-    engine: AsyncEngine, contenders: Callable[[str], Leases], name: str
-) -> None:
+async def test_closing_releases_every_lease(engine: AsyncEngine, contenders: Contender, name: str) -> None:
     """A worker shutting down hands its leases over at once, not when its connection times out."""
     a, b = contenders("a"), contenders("b")
     lease = await a.try_acquire(name)
@@ -151,7 +154,7 @@ async def test_closing_releases_every_lease(
 
 
 async def test_a_cancelled_loop_releases_its_lease(
-    engine: AsyncEngine, contenders: Callable[[str], Leases], name: str
+    engine: AsyncEngine, contenders: Contender, name: str
 ) -> None:
     a = contenders("a")
     started = asyncio.Event()

@@ -41,6 +41,8 @@ SELECT pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid =
        set_config('tcp_keepalives_interval', '2', false),
        set_config('tcp_keepalives_count', '3', false)
 """
+# pg_stat_activity is read once per transaction and then kept: a holder that connected since would be missed.
+FRESH = "pg_stat_clear_snapshot()"
 # The lease is the two-int advisory lock (objsubid 2 in pg_locks), the fence a one-bigint lock (objsubid 1).
 HELD = """
 SELECT a.pid, a.backend_start, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -85,7 +87,9 @@ class Lease:
         transaction ends, no new holder can start (see the module docstring)."""
         if not self.held:
             return False
-        await session.execute(text("SELECT pg_advisory_xact_lock_shared(:fence)"), {"fence": self.keys.fence})
+        await session.execute(
+            text(f"SELECT pg_advisory_xact_lock_shared(:fence), {FRESH}"), {"fence": self.keys.fence}
+        )
         rows = await session.execute(text(HELD), {"first": self.keys.first, "second": self.keys.second})
         return any((pid, started) == self.token for pid, started, _ in rows) and self.held
 
@@ -93,6 +97,7 @@ class Lease:
 async def holder(session: AsyncSession, name: str) -> str | None:
     """Who holds `name` (the `identity` its `Leases` was given), or None: for operators and tests."""
     keys = Keys.of(name)
+    await session.execute(text(f"SELECT {FRESH}"))
     rows = (await session.execute(text(HELD), {"first": keys.first, "second": keys.second})).all()
     return rows[0][2].removeprefix(APPLICATION_NAME) if rows else None
 
