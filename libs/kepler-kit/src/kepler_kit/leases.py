@@ -15,6 +15,7 @@ lock with a TTL and a fencing token:
   loop. A silent connection (a partition) is dropped by the server only after TCP keepalives give up
   (5 s idle, then 3 probes 2 s apart), after the holder itself has given up: the loops never overlap.
 One connection holds every lease of a process: a worker watching 50 clusters uses one connection, not 50.
+Holders and writers connect as the same role: pg_stat_activity hides other roles' backend start times.
 """
 
 import asyncio
