@@ -17,6 +17,7 @@ from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Cluster
 from kepler_kit.crypto import SecretBox
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
+from kepler_kit.leases import Leases
 from kepler_kit.logging import get_logger
 from kepler_kit.worker import worker_settings
 from kepler_kube.base import ClusterCredentials, Kube
@@ -91,8 +92,13 @@ async def _open_clients(ctx: WorkerContext) -> None:
     await preload_kubernetes_client(ctx["sessionmaker"])
     settings = _settings(ctx)
     registry = cluster_registry(settings)
-    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry, settings.default_cluster).run())
-    ctx["clients"] = {"clusters": registry, "live_status": live}
+    leases = Leases(ctx["engine"])  # type: ignore[typeddict-item]  # several workers: one watch per cluster
+    status = LiveStatus(ctx["sessionmaker"], registry, settings.default_cluster, leases=leases)
+    ctx["clients"] = {
+        "clusters": registry,
+        "live_status": asyncio.create_task(status.run()),
+        "leases": leases,
+    }
 
 
 async def _close_clients(ctx: WorkerContext) -> None:
@@ -107,6 +113,7 @@ async def _close_clients(ctx: WorkerContext) -> None:
     except Exception:
         log.exception("live_status_failed")
     finally:
+        await ctx["clients"]["leases"].close()  # the other workers take the clusters over at once
         await ctx["clients"]["clusters"].close()
 
 
