@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kepler_gateway import metrics
 from kepler_gateway.api import merged_openapi, router
-from kepler_gateway.auth import Authenticator
+from kepler_gateway.auth import UpstreamAuthenticator
 from kepler_gateway.cors import CORSMiddleware
 from kepler_gateway.identity.wiring import ROUTERS as IDENTITY_ROUTERS
 from kepler_gateway.identity.wiring import StateAuthenticator, identity_resources
@@ -199,7 +199,7 @@ def _serve_merged_openapi(app: FastAPI) -> None:
 def create_app(
     settings: GatewaySettings | None = None,
     *,
-    authenticator: Authenticator | None = None,
+    authenticator: UpstreamAuthenticator | None = None,
     routers: Sequence[APIRouter] = (),
     table: RouteTable = DEFAULT_TABLE,
 ) -> ASGIApp:

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from kepler_gateway import metrics
-from kepler_gateway.auth import Authenticator
+from kepler_gateway.auth import UpstreamAuthenticator
 from kepler_gateway.headers import downstream_headers, upstream_headers
 from kepler_gateway.http1 import UPSTREAM_FAILURES, Body, Connection, Pool, UpstreamUnavailable, request_head
 from kepler_gateway.outages import is_outage, unavailable
@@ -159,7 +159,7 @@ async def wait_for_disconnect(receive: Receive) -> None:
 
 class HttpProxy:
     def __init__(
-        self, upstreams: Mapping[Service, Upstream], authenticator: Authenticator, timeout: float
+        self, upstreams: Mapping[Service, Upstream], authenticator: UpstreamAuthenticator, timeout: float
     ) -> None:
         self._upstreams = upstreams
         self._authenticator = authenticator

@@ -16,7 +16,7 @@ from aiohttp import ClientSession, ClientWebSocketResponse, ClientWSTimeout, WSM
 from starlette.types import Receive, Scope, Send
 
 from kepler_gateway import metrics
-from kepler_gateway.auth import Authenticator
+from kepler_gateway.auth import UpstreamAuthenticator
 from kepler_gateway.headers import as_text, upstream_headers
 from kepler_gateway.http1 import UpstreamUnavailable
 from kepler_gateway.outages import is_outage, unavailable
@@ -92,7 +92,7 @@ async def upstream_to_client(upstream: ClientWebSocketResponse, send: Send) -> N
 
 class WebSocketProxy:
     def __init__(
-        self, upstreams: Mapping[Service, Upstream], authenticator: Authenticator, timeout: float
+        self, upstreams: Mapping[Service, Upstream], authenticator: UpstreamAuthenticator, timeout: float
     ) -> None:
         self._upstreams = upstreams
         self._authenticator = authenticator

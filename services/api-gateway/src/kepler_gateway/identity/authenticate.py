@@ -59,7 +59,7 @@ class GatewayAuth:
         self._forwarding = SingleFlight()
 
     async def authenticate(self, request: Request) -> Principal:
-        """The kit's Authenticator protocol, for the gateway's own endpoints."""
+        """The kit's PrincipalAuthenticator protocol, for the gateway's own endpoints."""
         ip = client_ip(request)
         principal = await self.principal(request.headers.get("authorization"), ip)
         return principal or Principal(user_id=None, name="anonymous", client_ip=ip)
