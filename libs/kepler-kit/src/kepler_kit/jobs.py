@@ -39,11 +39,6 @@ MAX_TRIES = 5  # the workers' `max_tries`: a job failing on a dependency outage 
 RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # ~15 s of outage ridden out; past that the sweeper takes over
 
 
-def service_queue(service: str) -> str:
-    """The queue a service's worker consumes: other services enqueue there to hand it work."""
-    return f"kepler:{service}"
-
-
 def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
 

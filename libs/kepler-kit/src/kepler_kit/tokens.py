@@ -26,6 +26,7 @@ from kepler_kit.errors import InvalidToken
 ALGORITHM = "ES256"
 ISSUER = "kepler"
 ACCESS_AUDIENCE = "kepler:api"
+API_TOKEN_PREFIX = "kpl_"  # opaque API tokens start with it: the gateway tells them from signed tokens by it
 KEY_GRACE = timedelta(days=1)  # a retired key still verifies tokens signed just before it was retired
 
 

@@ -28,10 +28,11 @@ from kepler_gateway.limits import BodyLimit
 from kepler_gateway.openapi import merge_openapi
 from kepler_gateway.outages import CONNECTION_LEVEL, outage_response
 from kepler_gateway.proxy import HttpProxy, Upstream, upstreams
-from kepler_gateway.routing import DEFAULT_TABLE, GATEWAY, RouteTable, Service
+from kepler_gateway.routing import DEFAULT_TABLE, RouteTable
 from kepler_gateway.settings import GatewaySettings
 from kepler_gateway.upstreams import MergedDocument, Upstreams, pooled_session
 from kepler_gateway.websocket import WebSocketProxy
+from kepler_kit.contracts import GATEWAY, Service
 from kepler_kit.errors import NotFound
 from kepler_kit.health import Check, ReadinessCheck
 from kepler_kit.problems import problem_response

@@ -24,8 +24,9 @@ from kepler_gateway.headers import downstream_headers, upstream_headers
 from kepler_gateway.http1 import UPSTREAM_FAILURES, Body, Connection, Pool, UpstreamUnavailable, request_head
 from kepler_gateway.outages import is_outage, unavailable
 from kepler_gateway.racing import first_completed
-from kepler_gateway.routing import Route, Service
+from kepler_gateway.routing import Route
 from kepler_kit.context import REQUEST_ID_HEADER, clean_request_id, request_id_var
+from kepler_kit.contracts import Service
 from kepler_kit.errors import BadGateway, GatewayTimeout, KeplerError, ServiceUnavailable
 from kepler_kit.logging import get_logger
 from kepler_kit.middleware import AccessLog, header

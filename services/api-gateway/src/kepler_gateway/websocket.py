@@ -22,8 +22,9 @@ from kepler_gateway.http1 import UpstreamUnavailable
 from kepler_gateway.outages import is_outage, unavailable
 from kepler_gateway.proxy import Upstream, request_id, upstream_error
 from kepler_gateway.racing import first_completed
-from kepler_gateway.routing import Route, Service
+from kepler_gateway.routing import Route
 from kepler_kit.context import REQUEST_ID_HEADER, request_id_var
+from kepler_kit.contracts import Service
 from kepler_kit.errors import KeplerError
 from kepler_kit.logging import get_logger
 from kepler_kit.middleware import AccessLog
