@@ -1,13 +1,15 @@
 """The FastAPI fast path: a route's `require(...)` runs as a plain wrapper around its handler instead of
 a FastAPI sub-dependency, and its `Access` is handed to the endpoint parameter that declared it."""
 
+import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, _effective_route_context_var, request_response
+from fastapi.routing import APIRoute, request_response
 from starlette.responses import Response
 
 from kepler_kit.access.authentication import ServiceAuthenticator
@@ -21,23 +23,20 @@ _ACCESS: ContextVar[Access | None] = ContextVar("kepler_access", default=None)
 def install_permission_check(route: APIRoute) -> None:
     """Runs the route's `require(...)` as a plain wrapper around its handler instead of a FastAPI
     sub-dependency (which costs ~10 µs of dependency solving per request here) and hands the `Access` to
-    the endpoint parameter that declared it. Idempotent: routers are module singletons."""
+    the endpoint parameter that declared it. Call it before the route's router is included anywhere.
+    Idempotent: routers are module singletons."""
     if getattr(route, "kepler_action", None) is not None:
         return
-    action = _declared(route.dependant)
+    found = _declaration(route.dependant)
+    action = getattr(found.call, "kepler_action", None) if found is not None else None
     route.kepler_action = action  # type: ignore[attr-defined]
-    if action is None or action == "public":
+    if found is None or action is None or action == "public":
         return
-    build, checked = route.get_route_handler, Action(action)
+    _lift(route, found)
+    build, checked = route.get_route_handler, Action(str(action))
 
     def get_route_handler() -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        # FastAPI builds a handler per inclusion, from the dependant it keeps for that inclusion
-        # (it documents this as the moment integrations may adjust it): lift the check out of that one.
-        context = _effective_route_context_var.get()
-        _lift(
-            context.dependant if context is not None and context.original_route is route else route.dependant
-        )
-        handler = build()
+        handler = build()  # FastAPI's, for the route or one inclusion of it
 
         async def guarded(request: Request) -> Response:
             authenticator = request.scope["state"].get("authenticator")
@@ -64,22 +63,26 @@ def _declaration(dependant: Dependant) -> Dependant | None:
     return next((d for d in dependant.dependencies if getattr(d.call, "kepler_action", None)), None)
 
 
-def _declared(dependant: Dependant) -> str | None:
-    found = _declaration(dependant)
-    return str(found.call.kepler_action) if found is not None else None  # type: ignore[union-attr]
-
-
-def _lift(dependant: Dependant) -> None:
-    """Removes the permission dependency and passes the wrapper's `Access` to its parameter instead."""
-    found = _declaration(dependant)
-    if found is None:
-        return  # already lifted
-    dependant.dependencies.remove(found)
-    endpoint, name = dependant.call, found.name
-    if endpoint is None or name is None:  # router-level `dependencies=[require(...)]`: nothing to pass on
+def _lift(route: APIRoute, found: Dependant) -> None:
+    """Removes the permission dependency from the route, and passes the wrapper's `Access` to the parameter
+    that declared it. FastAPI builds the dependant of each inclusion of the route afresh from the route's
+    public `endpoint` and `dependencies`, so those lose the check too, not only the route's own dependant."""
+    route.dependant.dependencies.remove(found)
+    if found.name is None:  # router-level `dependencies=[require(...)]`: nothing to pass on
+        route.dependencies = [d for d in route.dependencies if d.dependency is not found.call]
         return
+    route.endpoint = route.dependant.call = _passing_access(route.endpoint, found.name)
 
-    async def call(**values: Any) -> Any:
-        return await endpoint(**values, **{name: _ACCESS.get()})
 
-    dependant.call = call
+def _passing_access(endpoint: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """`endpoint` without its parameter `name` (FastAPI reads `__signature__`, and resolves annotations
+    in the module of the function `__wrapped__`), called with the `Access` as that parameter."""
+
+    @functools.wraps(endpoint)
+    async def call(*args: Any, **values: Any) -> Any:
+        return await endpoint(*args, **values, **{name: _ACCESS.get()})
+
+    signature = inspect.signature(endpoint)
+    kept = [parameter for parameter in signature.parameters.values() if parameter.name != name]
+    call.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+    return call
