@@ -44,7 +44,8 @@ async def service_client(
     `extra` resources built on that state, and the access-invalidation listener running; requests come
     from the address `peer`."""
     owner = lifespan_of or app
-    assert isinstance(owner, FastAPI)
+    if not isinstance(owner, FastAPI):
+        raise TypeError("service_client runs a FastAPI app's lifespan: pass one as `app` or `lifespan_of`")
     async with owner.router.lifespan_context(owner) as state:
         state = {**(state or {}), **overrides}
         if "sessionmaker" in overrides:
