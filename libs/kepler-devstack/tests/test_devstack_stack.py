@@ -30,7 +30,7 @@ from kepler_devstack.stack import (
     wait_for_free_ports,
 )
 from kepler_devstack.supervisor import Shutdown
-from kepler_kit.jobs import service_queue
+from kepler_kit.contracts import service_queue
 from kepler_kit.settings import KeplerSettings
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from kepler_gateway.routing import DEFAULT_TABLE, Route, RouteTable, Service, pattern_regex
+from kepler_gateway.routing import DEFAULT_TABLE, Route, RouteTable, pattern_regex
+from kepler_kit.contracts import Service
 
 NS = "/api/v1/namespaces/team-a"
 APP = f"{NS}/apps/web"

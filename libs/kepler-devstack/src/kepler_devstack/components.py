@@ -66,7 +66,7 @@ def _worker(c: Component) -> ProcessSpec:
 
 
 def worker_queues() -> list[str]:
-    """The arq queue of each worker (`kepler_kit.jobs.service_queue`; not imported: it pulls in arq)."""
+    """The arq queue of each worker (`kepler_kit.contracts.service_queue`; not imported: it pulls in arq)."""
     return [f"kepler:{c.name}" for c in COMPONENTS if c.worker]
 
 

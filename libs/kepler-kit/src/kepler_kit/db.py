@@ -8,7 +8,7 @@ from arq.connections import ArqRedis
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from kepler_kit.jobs import drop_pending_jobs, flush_pending_jobs
+from kepler_kit.after_commit import drop_pending_jobs, flush_pending_jobs
 from kepler_kit.settings import KeplerSettings
 
 

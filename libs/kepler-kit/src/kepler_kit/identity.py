@@ -92,7 +92,9 @@ def anonymous(request: Request) -> Principal:
     return Principal(user_id=None, name="anonymous", client_ip=client_ip(request))
 
 
-class Authenticator(Protocol):
+class PrincipalAuthenticator(Protocol):
+    """Turns a request into the `Principal` calling (the lifespan state's `authenticator`)."""
+
     async def authenticate(self, request: Request) -> Principal: ...
 
 
@@ -100,7 +102,7 @@ async def current_principal(request: Request) -> Principal:
     """Authenticates once per request, however many dependencies ask."""
     known: Principal | None = request.scope.get(PRINCIPAL_KEY)
     if known is None:
-        authenticator: Authenticator | None = request.scope.get("state", {}).get("authenticator")
+        authenticator: PrincipalAuthenticator | None = request.scope.get("state", {}).get("authenticator")
         known = await authenticator.authenticate(request) if authenticator else anonymous(request)
         request.scope[PRINCIPAL_KEY] = known
     return known

@@ -5,7 +5,6 @@ pending (for example after Redis lost its data), and deterministic job ids make 
 while the original job still exists.
 """
 
-import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -17,108 +16,27 @@ from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Retry
-from redis.exceptions import RedisError
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kepler_kit.context import current_request_id, request_id_var
+# Enqueueing lives in `after_commit` (which `db` needs, so `db` and `jobs` no longer import each other);
+# re-exported here because services enqueue their jobs from `kepler_kit.jobs`.
+from kepler_kit.after_commit import AfterCommit as AfterCommit
+from kepler_kit.after_commit import JobRequest as JobRequest
+from kepler_kit.after_commit import after_commit as after_commit
+from kepler_kit.after_commit import enqueue as enqueue
+from kepler_kit.after_commit import enqueue_after_commit as enqueue_after_commit
+from kepler_kit.after_commit import job_id as job_id
+from kepler_kit.after_commit import wake_channel as wake_channel
+from kepler_kit.context import request_id_var
+from kepler_kit.db import transaction
 from kepler_kit.faults import is_transient
 from kepler_kit.logging import get_logger
-from kepler_kit.metrics import AFTER_COMMIT_FAILURES, JOB_DURATION, JOBS, JOBS_RESCUED, JOBS_RETRIED
+from kepler_kit.metrics import JOB_DURATION, JOBS, JOBS_RESCUED, JOBS_RETRIED
 
 log = get_logger(__name__)
-_PENDING = "kepler_pending_jobs"
 MAX_TRIES = 5  # the workers' `max_tries`: a job failing on a dependency outage is retried this often
 RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # ~15 s of outage ridden out; past that the sweeper takes over
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    function: str
-    args: tuple[str, ...]
-    queue_name: str | None
-    request_id: str | None = None
-
-    @property
-    def job_id(self) -> str:
-        return job_id(self.function, *self.args)
-
-
-def job_id(function: str, *args: str) -> str:
-    """One id per unit of work, so arq refuses a duplicate while the first is queued or running."""
-    return ":".join((function, *args))
-
-
-def service_queue(service: str) -> str:
-    """The queue a service's worker consumes: other services enqueue there to hand it work."""
-    return f"kepler:{service}"
-
-
-def enqueue_after_commit(
-    session: AsyncSession, function: str, *args: str, queue_name: str | None = None
-) -> None:
-
-    request = JobRequest(function, tuple(args), queue_name, current_request_id())
-    session.info.setdefault(_PENDING, []).append(request)
-
-
-_AFTER_COMMIT = "kepler_after_commit"
-AfterCommit = Callable[[ArqRedis], Awaitable[None]]
-
-
-def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
-    """Run `callback` once the transaction has committed (to publish an invalidation); never on rollback."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
-
-
-def drop_pending_jobs(session: AsyncSession) -> None:
-    session.info.pop(_PENDING, None)
-    session.info.pop(_AFTER_COMMIT, None)
-
-
-async def flush_pending_jobs(session: AsyncSession, arq: ArqRedis, override_queue: str | None) -> None:
-    """Never raises: the change is committed, so the caller must hear of its success. A job that did not
-    make it into Redis is re-created by the sweeper from its row; each failure is logged and counted, and
-    the rest still run (an access-cache invalidation must not be skipped because an enqueue failed)."""
-    for request in session.info.pop(_PENDING, []):
-        try:
-            await enqueue(arq, request, override_queue)
-        except Exception:
-            _after_commit_failed("enqueue", request.function)
-
-    for callback in session.info.pop(_AFTER_COMMIT, []):
-        try:
-            await callback(arq)
-        except Exception:
-            _after_commit_failed("callback", getattr(callback, "__qualname__", type(callback).__name__))
-
-
-def _after_commit_failed(kind: str, name: str) -> None:
-    AFTER_COMMIT_FAILURES.labels(kind, name).inc()
-    log.warning("after_commit_failed", kind=kind, name=name, exc_info=True)
-
-
-async def enqueue(arq: ArqRedis, request: JobRequest, override_queue: str | None) -> bool:
-    """False when a job with the same id is already queued, running, or kept as a result.
-
-    `override_queue` (KEPLER_QUEUE_NAME, set by tests) sends every job to one queue; otherwise a job goes
-    to the queue it names (another service's) or to this process's own.
-    """
-    queue = override_queue or request.queue_name or arq.default_queue_name
-
-    kwargs: dict[str, Any] = {"request_id": request.request_id} if request.request_id else {}
-    job = await arq.enqueue_job(
-        request.function, *request.args, _job_id=request.job_id, _queue_name=queue, **kwargs
-    )
-    if job is not None:
-        with contextlib.suppress(RedisError, OSError):  # unwoken, the worker's next poll finds it
-            await arq.publish(wake_channel(queue), b"")
-    return job is not None
-
-
-def wake_channel(queue: str) -> str:
-    """Where `KeplerWorker`s of `queue` listen for news of a job to run now."""
-    return f"{queue}:wake"
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -146,8 +64,6 @@ class WorkerContext(TypedDict, total=False):
 @asynccontextmanager
 async def session_scope(ctx: WorkerContext) -> AsyncIterator[AsyncSession]:
     """The job's transaction: same rules as a request's (commit on success, jobs after commit)."""
-    from kepler_kit.db import transaction
-
     async with transaction(ctx["sessionmaker"], ctx["redis"], ctx.get("queue_name")) as session:
         yield session
 

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_kit.access import AccessControl, ServiceAuthenticator, install_permission_check
+from kepler_kit.contracts import service_queue
 from kepler_kit.db import create_sessionmaker, create_settings_engine
 from kepler_kit.errors import PROBLEM_JSON, Problem
 from kepler_kit.health import (
@@ -24,7 +25,7 @@ from kepler_kit.health import (
     worker_check,
 )
 from kepler_kit.identity import TRUSTED_PROXIES, TrustedProxies
-from kepler_kit.jobs import create_arq_pool, service_queue
+from kepler_kit.jobs import create_arq_pool
 from kepler_kit.logging import configure_logging
 from kepler_kit.middleware import RequestContextMiddleware
 from kepler_kit.openapi import document_errors

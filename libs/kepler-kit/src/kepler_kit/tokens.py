@@ -26,6 +26,8 @@ from kepler_kit.errors import InvalidToken
 ALGORITHM = "ES256"
 ISSUER = "kepler"
 ACCESS_AUDIENCE = "kepler:api"
+# Opaque API tokens start with it: the gateway tells them from signed tokens by it.
+API_TOKEN_PREFIX = "kpl_"  # noqa: S105  (a prefix, not a secret)
 KEY_GRACE = timedelta(days=1)  # a retired key still verifies tokens signed just before it was retired
 
 

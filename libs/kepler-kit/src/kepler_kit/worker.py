@@ -18,13 +18,13 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import RedisError
 
+from kepler_kit.contracts import service_queue
 from kepler_kit.db import create_sessionmaker, create_settings_engine
 from kepler_kit.jobs import (
     MAX_TRIES,
     Sweep,
     WorkerContext,
     redis_settings,
-    service_queue,
     sweep,
     wake_channel,
 )

@@ -3,10 +3,11 @@
 from fastapi import FastAPI
 
 from kepler_alert_service.settings import AlertServiceSettings
+from kepler_kit.contracts import Service
 from kepler_kit.health import configured_url_check
 from kepler_kit.service_app import create_service_app
 
-SERVICE = "alert-service"
+SERVICE = Service.ALERT.value
 
 
 def create_app(settings: AlertServiceSettings | None = None) -> FastAPI:

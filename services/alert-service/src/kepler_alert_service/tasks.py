@@ -1,6 +1,7 @@
 """Jobs; `arq <package>.tasks.WorkerSettings` runs them (only the sweeper until the service has jobs)."""
 
 from kepler_alert_service.settings import AlertServiceSettings
+from kepler_kit.contracts import Service
 from kepler_kit.worker import worker_settings
 
-WorkerSettings = worker_settings("alert-service", AlertServiceSettings(), [])
+WorkerSettings = worker_settings(Service.ALERT.value, AlertServiceSettings(), [])

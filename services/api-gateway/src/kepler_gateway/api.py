@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-from kepler_gateway.routing import GATEWAY, Service
 from kepler_gateway.upstreams import MergedDocument, Upstreams
 from kepler_kit.access import require
+from kepler_kit.contracts import GATEWAY, Service
 from kepler_kit.errors import Unauthorized, error_responses
 from kepler_kit.health import Readiness, database_check, readiness, redis_check
 from kepler_kit.permissions import Action
@@ -52,7 +52,7 @@ async def merged_openapi(request: Request, merged: MergedDocumentDep) -> JSONRes
 async def get_platform_status(request: Request, upstreams: UpstreamsDep) -> PlatformStatus:
     """Always 200 for a signed-in caller: a report for people and dashboards (`/readyz` is the probe),
     guarded like each service's own `/api/v1/status/<service>`."""
-    state: dict[str, Any] = dict(request.state._state)
+    state: dict[str, Any] = dict(request.scope["state"])
     own = readiness(state | {"readiness_checks": [database_check, redis_check]}, GATEWAY)
     results = await asyncio.gather(own, *(upstreams.readiness(service) for service in Service))
     return PlatformStatus(ready=all(r.ready for r in results), services=list(results))

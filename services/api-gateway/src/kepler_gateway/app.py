@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kepler_gateway import metrics
 from kepler_gateway.api import merged_openapi, router
-from kepler_gateway.auth import Authenticator
+from kepler_gateway.auth import UpstreamAuthenticator
 from kepler_gateway.cors import CORSMiddleware
 from kepler_gateway.identity.wiring import ROUTERS as IDENTITY_ROUTERS
 from kepler_gateway.identity.wiring import StateAuthenticator, identity_resources
@@ -28,10 +28,11 @@ from kepler_gateway.limits import BodyLimit
 from kepler_gateway.openapi import merge_openapi
 from kepler_gateway.outages import CONNECTION_LEVEL, outage_response
 from kepler_gateway.proxy import HttpProxy, Upstream, upstreams
-from kepler_gateway.routing import DEFAULT_TABLE, GATEWAY, RouteTable, Service
+from kepler_gateway.routing import DEFAULT_TABLE, RouteTable
 from kepler_gateway.settings import GatewaySettings
 from kepler_gateway.upstreams import MergedDocument, Upstreams, pooled_session
 from kepler_gateway.websocket import WebSocketProxy
+from kepler_kit.contracts import GATEWAY, Service
 from kepler_kit.errors import NotFound
 from kepler_kit.health import Check, ReadinessCheck
 from kepler_kit.problems import problem_response
@@ -199,7 +200,7 @@ def _serve_merged_openapi(app: FastAPI) -> None:
 def create_app(
     settings: GatewaySettings | None = None,
     *,
-    authenticator: Authenticator | None = None,
+    authenticator: UpstreamAuthenticator | None = None,
     routers: Sequence[APIRouter] = (),
     table: RouteTable = DEFAULT_TABLE,
 ) -> ASGIApp:

@@ -16,7 +16,9 @@ from kepler_gateway.routing import Route
 Identity = Sequence[tuple[str, str]]
 
 
-class Authenticator(Protocol):
+class UpstreamAuthenticator(Protocol):
+    """Authenticates a proxied request and returns the identity headers its upstream gets."""
+
     async def authenticate(self, scope: Scope, route: Route) -> Identity: ...
 
 

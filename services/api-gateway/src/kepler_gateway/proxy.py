@@ -19,13 +19,14 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from kepler_gateway import metrics
-from kepler_gateway.auth import Authenticator
+from kepler_gateway.auth import UpstreamAuthenticator
 from kepler_gateway.headers import downstream_headers, upstream_headers
 from kepler_gateway.http1 import UPSTREAM_FAILURES, Body, Connection, Pool, UpstreamUnavailable, request_head
 from kepler_gateway.outages import is_outage, unavailable
 from kepler_gateway.racing import first_completed
-from kepler_gateway.routing import Route, Service
+from kepler_gateway.routing import Route
 from kepler_kit.context import REQUEST_ID_HEADER, clean_request_id, request_id_var
+from kepler_kit.contracts import Service
 from kepler_kit.errors import BadGateway, GatewayTimeout, KeplerError, ServiceUnavailable
 from kepler_kit.logging import get_logger
 from kepler_kit.middleware import AccessLog, header
@@ -159,7 +160,7 @@ async def wait_for_disconnect(receive: Receive) -> None:
 
 class HttpProxy:
     def __init__(
-        self, upstreams: Mapping[Service, Upstream], authenticator: Authenticator, timeout: float
+        self, upstreams: Mapping[Service, Upstream], authenticator: UpstreamAuthenticator, timeout: float
     ) -> None:
         self._upstreams = upstreams
         self._authenticator = authenticator

@@ -10,18 +10,8 @@ the winning route, so resolving a path is a single `re.match` on the hot path.
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
-GATEWAY = "api-gateway"
-
-
-class Service(StrEnum):
-    """The upstreams, named as they name themselves (metrics, logs, OpenAPI)."""
-
-    APP = "app-service"
-    BUILD = "build-service"
-    ALERT = "alert-service"
-    TERMINAL = "terminal-service"
+from kepler_kit.contracts import Service
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from kepler_gateway.routing import Service
+from kepler_kit.contracts import Service
 from kepler_kit.settings import KeplerSettings
 
 

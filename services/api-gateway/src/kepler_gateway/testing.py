@@ -4,6 +4,8 @@ cross-service authorisation matrix)."""
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import httpx
 from arq.connections import ArqRedis
@@ -14,8 +16,8 @@ from kepler_gateway.app import Gateway, create_app
 from kepler_gateway.identity.settings import AuthSettings
 from kepler_gateway.identity.wiring import identity_resources
 from kepler_gateway.settings import GatewaySettings
-from kepler_kit.service_app import security_state
-from kepler_kit.testing.services import WithState
+from kepler_kit.contracts import GATEWAY
+from kepler_kit.testing.services import service_client
 
 Client = httpx.AsyncClient
 
@@ -29,27 +31,25 @@ async def gateway_client(
     base_url: str = "http://testserver",
     peer: tuple[str, int] = ("127.0.0.1", 123),
 ) -> AsyncIterator[Client]:
-    """The whole gateway (proxy included) with its lifespan, over the test's transaction; requests come
-    from the address `peer`."""
+    """The whole gateway (proxy included) with its lifespan, over the test's transaction (the kit's
+    `service_client`, plus the gateway's identity resources); requests come from the address `peer`."""
     app = create_app(settings)
     assert isinstance(app, Gateway)
-    control = app.control
-    async with control.router.lifespan_context(control) as lifespan_state:  # type: ignore[attr-defined]
-        state = {**lifespan_state, "sessionmaker": sessionmaker, "arq": arq}
-        state.update(security_state("api-gateway", sessionmaker))
-        async with identity_resources(settings, state, auth) as identity:
-            state.update(identity)
-            listener = asyncio.create_task(state["access_control"].listen(arq))
-            transport = httpx.ASGITransport(
-                app=WithState(app, state), raise_app_exceptions=False, client=peer
-            )
-            try:
-                async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-                    yield client
-            finally:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+
+    def identity(state: dict[str, Any]) -> AbstractAsyncContextManager[dict[str, Any]]:
+        return identity_resources(settings, state, auth)
+
+    async with service_client(
+        app,
+        lifespan_of=app.control,
+        base_url=base_url,
+        peer=peer,
+        extra=identity,
+        service=GATEWAY,
+        sessionmaker=sessionmaker,
+        arq=arq,
+    ) as client:
+        yield client
 
 
 class Relay:

@@ -16,9 +16,9 @@ from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 from pydantic import ValidationError
 
 from kepler_gateway.openapi import Document, MergeResult
-from kepler_gateway.routing import GATEWAY, Service
 from kepler_gateway.settings import GatewaySettings
 from kepler_kit.context import outgoing_headers
+from kepler_kit.contracts import GATEWAY, Service
 from kepler_kit.health import Check, Readiness
 
 # aiohttp must neither negotiate compression nor label bodies the client did not label.

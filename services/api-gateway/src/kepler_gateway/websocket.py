@@ -16,14 +16,15 @@ from aiohttp import ClientSession, ClientWebSocketResponse, ClientWSTimeout, WSM
 from starlette.types import Receive, Scope, Send
 
 from kepler_gateway import metrics
-from kepler_gateway.auth import Authenticator
+from kepler_gateway.auth import UpstreamAuthenticator
 from kepler_gateway.headers import as_text, upstream_headers
 from kepler_gateway.http1 import UpstreamUnavailable
 from kepler_gateway.outages import is_outage, unavailable
 from kepler_gateway.proxy import Upstream, request_id, upstream_error
 from kepler_gateway.racing import first_completed
-from kepler_gateway.routing import Route, Service
+from kepler_gateway.routing import Route
 from kepler_kit.context import REQUEST_ID_HEADER, request_id_var
+from kepler_kit.contracts import Service
 from kepler_kit.errors import KeplerError
 from kepler_kit.logging import get_logger
 from kepler_kit.middleware import AccessLog
@@ -92,7 +93,7 @@ async def upstream_to_client(upstream: ClientWebSocketResponse, send: Send) -> N
 
 class WebSocketProxy:
     def __init__(
-        self, upstreams: Mapping[Service, Upstream], authenticator: Authenticator, timeout: float
+        self, upstreams: Mapping[Service, Upstream], authenticator: UpstreamAuthenticator, timeout: float
     ) -> None:
         self._upstreams = upstreams
         self._authenticator = authenticator

@@ -23,6 +23,7 @@ from kepler_app_service.schemas import (
     NamespaceUpdate,
 )
 from kepler_db import models
+from kepler_kit import contracts
 from kepler_kit.access import publish_access_change
 from kepler_kit.audit import record_audit
 from kepler_kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
@@ -30,8 +31,8 @@ from kepler_kit.identity import Principal
 from kepler_kit.jobs import after_commit, enqueue_after_commit
 from kepler_kit.pagination import PageRequest, page_of
 
-SERVICE = "app-service"
-PROVISION_NAMESPACE = "provision_namespace"
+SERVICE = contracts.Service.APP.value
+PROVISION_NAMESPACE = contracts.PROVISION_NAMESPACE
 
 
 def _access_changed(session: AsyncSession, *messages: str) -> None:

@@ -15,6 +15,7 @@ from kepler_app_service.releases import service as releases_service
 from kepler_app_service.releases.runner import Runner
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Cluster
+from kepler_kit.contracts import SyncIdpMemberships, receives
 from kepler_kit.crypto import SecretBox
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
 from kepler_kit.leases import Leases
@@ -45,14 +46,12 @@ async def provision_namespace(ctx: WorkerContext, namespace_id: str) -> bool:
     return changed
 
 
-@job
-async def sync_idp_memberships(ctx: WorkerContext, user_id: str) -> int:
+@receives(SyncIdpMemberships)
+async def sync_idp_memberships(ctx: WorkerContext, sync: SyncIdpMemberships) -> int:
     """Enqueued by the gateway after an OIDC login: the user's groups become namespace roles."""
     async with session_scope(ctx) as session:
-        changes = await service.sync_idp_memberships(
-            session, uuid.UUID(user_id), _settings(ctx).idp_group_roles
-        )
-    log.info("idp_memberships_synced", user_id=user_id, changes=changes)
+        changes = await service.sync_idp_memberships(session, sync.user_id, _settings(ctx).idp_group_roles)
+    log.info("idp_memberships_synced", user_id=str(sync.user_id), changes=changes)
     return changes
 
 

@@ -3,10 +3,11 @@
 from fastapi import FastAPI
 
 from kepler_build_service.settings import BuildServiceSettings
+from kepler_kit.contracts import Service
 from kepler_kit.health import configured_url_check
 from kepler_kit.service_app import create_service_app
 
-SERVICE = "build-service"
+SERVICE = Service.BUILD.value
 
 
 def create_app(settings: BuildServiceSettings | None = None) -> FastAPI:

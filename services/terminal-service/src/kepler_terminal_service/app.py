@@ -2,10 +2,11 @@
 
 from fastapi import FastAPI
 
+from kepler_kit.contracts import Service
 from kepler_kit.service_app import create_service_app
 from kepler_terminal_service.settings import TerminalServiceSettings
 
-SERVICE = "terminal-service"
+SERVICE = Service.TERMINAL.value
 
 
 def create_app(settings: TerminalServiceSettings | None = None) -> FastAPI:

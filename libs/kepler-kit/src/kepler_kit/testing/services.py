@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -26,23 +26,49 @@ class WithState:
         await self.app({**scope, "state": dict(self.state)}, receive, send)
 
 
+ExtraResources = Callable[[dict[str, Any]], AbstractAsyncContextManager[dict[str, Any]]]
+
+
 @asynccontextmanager
 async def service_client(
-    app: FastAPI, *, base_url: str = "http://testserver", **overrides: Any
+    app: ASGIApp,
+    *,
+    base_url: str = "http://testserver",
+    lifespan_of: ASGIApp | None = None,
+    peer: tuple[str, int] = ("127.0.0.1", 123),
+    extra: ExtraResources | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app) as state:
+    """`app` in-process with its real lifespan (that of `lifespan_of` when `app` wraps a FastAPI app, as
+    the gateway does), `overrides` in its state (a `sessionmaker` brings the security state over it), the
+    `extra` resources built on that state, and the access-invalidation listener running; requests come
+    from the address `peer`."""
+    owner = lifespan_of or app
+    if not isinstance(owner, FastAPI):
+        raise TypeError("service_client runs a FastAPI app's lifespan: pass one as `app` or `lifespan_of`")
+    async with owner.router.lifespan_context(owner) as state:
         state = {**(state or {}), **overrides}
         if "sessionmaker" in overrides:
             state.update(security_state(state["service"], overrides["sessionmaker"]))
-        listener = asyncio.create_task(state["access_control"].listen(state["arq"]))
-        transport = httpx.ASGITransport(app=WithState(app, state), raise_app_exceptions=False)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-                yield client
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        async with contextlib.AsyncExitStack() as stack:
+            if extra is not None:
+                state.update(await stack.enter_async_context(extra(state)))
+            yield await stack.enter_async_context(_client(app, state, base_url, peer))
+
+
+@asynccontextmanager
+async def _client(
+    app: ASGIApp, state: dict[str, Any], base_url: str, peer: tuple[str, int]
+) -> AsyncIterator[httpx.AsyncClient]:
+    listener = asyncio.create_task(state["access_control"].listen(state["arq"]))
+    transport = httpx.ASGITransport(app=WithState(app, state), raise_app_exceptions=False, client=peer)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
 
 
 async def run_burst_worker(

@@ -22,9 +22,15 @@ from kepler_kit.access import AccessControl, PrincipalCache, SingleFlight, princ
 from kepler_kit.crypto import token_digest
 from kepler_kit.errors import InvalidToken
 from kepler_kit.identity import IDENTITY_HEADER, Principal, client_address, client_ip
-from kepler_kit.tokens import ACCESS_AUDIENCE, Claims, TokenIssuer, TokenVerifier, identity_audience
+from kepler_kit.tokens import (
+    ACCESS_AUDIENCE,
+    API_TOKEN_PREFIX,
+    Claims,
+    TokenIssuer,
+    TokenVerifier,
+    identity_audience,
+)
 
-API_TOKEN_PREFIX = "kpl_"  # noqa: S105  (a prefix, not a secret)
 _ANONYMOUS = [(IDENTITY_HEADER, ""), ("authorization", "")]  # no identity, and no credentials upstream
 TOUCH_EVERY = 60.0  # seconds between `last_used_at` writes for one token
 
@@ -59,7 +65,7 @@ class GatewayAuth:
         self._forwarding = SingleFlight()
 
     async def authenticate(self, request: Request) -> Principal:
-        """The kit's Authenticator protocol, for the gateway's own endpoints."""
+        """The kit's PrincipalAuthenticator protocol, for the gateway's own endpoints."""
         ip = client_ip(request)
         principal = await self.principal(request.headers.get("authorization"), ip)
         return principal or Principal(user_id=None, name="anonymous", client_ip=ip)

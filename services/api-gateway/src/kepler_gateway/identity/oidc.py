@@ -20,13 +20,12 @@ from kepler_gateway.identity import repository, service
 from kepler_gateway.identity.schemas import TokenPair
 from kepler_gateway.identity.settings import AuthSettings
 from kepler_kit.access import public
+from kepler_kit.contracts import SyncIdpMemberships, enqueue_contract
 from kepler_kit.db import DbSession
 from kepler_kit.errors import NotFound, Unauthorized, error_responses
 from kepler_kit.identity import client_ip
-from kepler_kit.jobs import enqueue_after_commit, service_queue
 
 router = APIRouter(prefix="/api/v1/auth/oidc", tags=["auth"])
-SYNC_MEMBERSHIPS = "sync_idp_memberships"
 
 
 def oidc_client(settings: AuthSettings) -> StarletteOAuth2App | None:
@@ -124,4 +123,4 @@ async def _record_groups(
     groups = info.get(settings.oidc_group_claim) or []
     user.idp_groups = sorted({str(g) for g in groups}) if isinstance(groups, list) else []
     await session.flush()
-    enqueue_after_commit(session, SYNC_MEMBERSHIPS, str(user.id), queue_name=service_queue("app-service"))
+    enqueue_contract(session, SyncIdpMemberships(user_id=user.id))

@@ -35,6 +35,7 @@ from kepler_gateway.identity.schemas import (
 from kepler_gateway.identity.settings import AuthSettings
 from kepler_kit.access import publish_access_change
 from kepler_kit.audit import record_audit
+from kepler_kit.contracts import GATEWAY
 from kepler_kit.crypto import new_token, token_digest
 from kepler_kit.errors import (
     BadRequest,
@@ -48,10 +49,9 @@ from kepler_kit.errors import (
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import after_commit
 from kepler_kit.pagination import PageRequest, page_of
-from kepler_kit.tokens import ACCESS_AUDIENCE, Claims, TokenIssuer
+from kepler_kit.tokens import ACCESS_AUDIENCE, API_TOKEN_PREFIX, Claims, TokenIssuer
 
-SERVICE = "api-gateway"
-REFRESH_PREFIX, API_TOKEN_PREFIX = "kpr_", "kpl_"
+REFRESH_PREFIX = "kpr_"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Auth:
 
 
 def _audit(session: AsyncSession, who: Principal, action: str, target: str, **fields: Any) -> None:
-    record_audit(session, who, service=SERVICE, action=action, target_type="user", target=target, **fields)
+    record_audit(session, who, service=GATEWAY, action=action, target_type="user", target=target, **fields)
 
 
 def _publish(session: AsyncSession, *messages: str) -> None:

@@ -22,6 +22,7 @@ from kepler_app_service.kube import repository
 from kepler_db import Cluster as ClusterRow
 from kepler_kit.access import Access, require
 from kepler_kit.audit import record_audit
+from kepler_kit.contracts import Service
 from kepler_kit.db import DbSession
 from kepler_kit.errors import (
     BadRequest,
@@ -188,7 +189,7 @@ async def create_cluster(
     record_audit(
         session,
         access.principal,
-        service="app-service",
+        service=Service.APP.value,
         action="cluster.create",
         target_type="cluster",
         target=row.name,
@@ -261,7 +262,7 @@ async def delete_cluster(
     record_audit(
         session,
         access.principal,
-        service="app-service",
+        service=Service.APP.value,
         action="cluster.delete",
         target_type="cluster",
         target=row.name,

@@ -27,6 +27,7 @@ from kepler_app_service.releases.schemas import (
 )
 from kepler_app_service.releases.spec import ReleaseSpec
 from kepler_db import models
+from kepler_kit import contracts
 from kepler_kit.audit import record_audit
 from kepler_kit.context import current_request_id
 from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -35,8 +36,8 @@ from kepler_kit.jobs import enqueue_after_commit
 from kepler_kit.pagination import Int32, PageRequest, page_of
 from kepler_kube.base import Kube
 
-SERVICE = "app-service"
-RUN_DEPLOYMENT = "run_deployment"
+SERVICE = contracts.Service.APP.value
+RUN_DEPLOYMENT = contracts.RUN_DEPLOYMENT
 AWAITING_APPROVAL = "AwaitingApproval"
 
 
