@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from kepler_app_service.clusters.clients import cluster_registry
 from kepler_app_service.kube.live import Backoff, LiveStatus
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry
 from kepler_db import Cluster
 from kepler_kit.metrics import REGISTRY
 from kepler_kube.registry import ClusterRegistry
@@ -58,13 +58,13 @@ async def web(
     ).status_code == 201
     app = {"name": "web", "git_url": "https://g.example/web.git"}
     assert (await client.post(APPS, json=app)).status_code == 201
-    worker.settings, worker.clients = settings, {"clusters": cluster_registry(settings)}
+    clusters = worker.open_clusters(settings)
     deployed = await client.post(f"{APPS}/web/deployments", json={"image": "registry.example.com/web:1"})
     assert deployed.status_code == 201, deployed.text
     await worker.run()
     await session.commit()
     yield
-    await worker.clients["clusters"].close()
+    await clusters.close()
 
 
 async def web_live(client: httpx.AsyncClient) -> dict[str, Any]:

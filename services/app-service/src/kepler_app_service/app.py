@@ -7,14 +7,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from kepler_app_service import SERVICE
 from kepler_app_service.api import apps, members, namespaces
+from kepler_app_service.clusters.clients import cluster_registry, preload_kubernetes_client
 from kepler_app_service.kube import repository
 from kepler_app_service.kube.api import router as clusters
 from kepler_app_service.releases.api import namespace_router as imports
 from kepler_app_service.releases.api import router as releases
-from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry, preload_kubernetes_client
 from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 from kepler_kube.registry import ClusterRegistry
