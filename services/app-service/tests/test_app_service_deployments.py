@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.clusters.clients import cluster_registry
-from kepler_app_service.kube.live import LiveStatus
+from kepler_app_service.live.watch import LiveStatus
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
 from kepler_db import AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role

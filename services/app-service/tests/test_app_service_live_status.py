@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from kepler_app_service.clusters.clients import cluster_registry
-from kepler_app_service.kube.live import Backoff, LiveStatus
+from kepler_app_service.live.watch import Backoff, LiveStatus
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Cluster
 from kepler_kit.metrics import REGISTRY

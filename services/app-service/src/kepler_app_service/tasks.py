@@ -8,10 +8,13 @@ import uuid
 from datetime import timedelta
 from functools import cache
 
-from kepler_app_service import SERVICE, repository, service
+from kepler_app_service import SERVICE
 from kepler_app_service.clusters.clients import cluster_registry, preload_kubernetes_client
 from kepler_app_service.context import AppWorker, app_worker, clients_of
-from kepler_app_service.kube.live import LiveStatus
+from kepler_app_service.live.watch import LiveStatus
+from kepler_app_service.members import service
+from kepler_app_service.namespaces import repository as namespaces_repository
+from kepler_app_service.namespaces import service as namespaces
 from kepler_app_service.releases import repository as releases_repository
 from kepler_app_service.releases import service as releases_service
 from kepler_app_service.releases.runner import Runner
@@ -36,7 +39,7 @@ async def provision_namespace(ctx: WorkerContext, namespace_id: str) -> bool:
     this job is where it goes, and the row stays `provisioning` until it has run.
     """
     async with session_scope(ctx) as session:
-        changed = await service.mark_namespace_active(session, namespace_id)
+        changed = await namespaces.mark_namespace_active(session, namespace_id)
     log.info("namespace_provisioned", namespace_id=namespace_id, changed=changed)
     return changed
 
@@ -95,7 +98,7 @@ async def _stopped(task: asyncio.Task[None]) -> None:
 def sweeps(settings: AppServiceSettings) -> list[Sweep]:
     stale = timedelta(seconds=settings.deploy_stale_seconds)
     return [
-        Sweep(service.PROVISION_NAMESPACE, repository.provisioning_namespaces),
+        Sweep(namespaces.PROVISION_NAMESPACE, namespaces_repository.provisioning_namespaces),
         Sweep(releases_service.RUN_DEPLOYMENT, releases_repository.stale_deployments, grace=stale),
     ]
 
