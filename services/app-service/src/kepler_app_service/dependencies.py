@@ -5,12 +5,15 @@ The kit lifts an endpoint's `require(...)` out of dependency solving and runs it
 never run for a caller who may not act on the namespace: a denied caller does not learn whether it exists.
 """
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.apps import service as apps
 from kepler_app_service.namespaces import service as namespaces
+from kepler_app_service.releases import service as releases
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import models
 from kepler_kit.db import DbSession
@@ -61,3 +64,33 @@ async def _cluster_client(
 
 
 ClusterClient = Annotated[Kube, Depends(_cluster_client)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterLookup:
+    """The namespace's cluster client, looked up only when the endpoint gets that far: a deploy is recorded
+    before its cluster is asked (a cluster that is down leaves a pending deployment), and deleting an app
+    never deployed needs no cluster at all."""
+
+    session: AsyncSession
+    clusters: ClusterRegistry
+    namespace: str
+    default: str | None
+
+    async def client(self) -> Kube:
+        return await self.clusters.for_namespace(self.session, self.namespace, self.default)
+
+    async def reachable(self) -> Kube:
+        """The client, called unless it answered moments ago; raises ClusterUnavailable."""
+        return await releases.reachable_cluster(self.session, self.clusters, self.namespace, self.default)
+
+
+def _cluster_lookup(
+    namespace: NamespaceName, session: DbSession, clusters: Clusters, settings: Settings
+) -> ClusterLookup:
+    return ClusterLookup(
+        session=session, clusters=clusters, namespace=namespace, default=settings.default_cluster
+    )
+
+
+ClusterWhenNeeded = Annotated[ClusterLookup, Depends(_cluster_lookup)]

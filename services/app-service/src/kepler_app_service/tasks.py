@@ -12,7 +12,7 @@ from kepler_app_service import SERVICE
 from kepler_app_service.clusters.clients import cluster_registry, preload_kubernetes_client
 from kepler_app_service.context import AppWorker, app_worker, clients_of
 from kepler_app_service.live.watch import LiveStatus
-from kepler_app_service.members import service
+from kepler_app_service.members import service  # sync_idp_memberships: the members domain
 from kepler_app_service.namespaces import repository as namespaces_repository
 from kepler_app_service.namespaces import service as namespaces
 from kepler_app_service.releases import repository as releases_repository

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from kepler_app_service.apps import service
 from kepler_app_service.apps.schemas import App, AppCreate, AppPage, AppUpdate
-from kepler_app_service.dependencies import AppInPath, Clusters, NamespaceInPath, Settings
+from kepler_app_service.dependencies import AppInPath, ClusterWhenNeeded, NamespaceInPath
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
 from kepler_kit.errors import (
@@ -78,12 +78,9 @@ async def update_app(
 async def delete_app(
     confirm: Annotated[Line, Query(description="Must equal the app's name")],
     session: DbSession,
-    clusters: Clusters,
-    settings: Settings,
+    cluster: ClusterWhenNeeded,
     namespace: NamespaceInPath,
     app: AppInPath,
     access: Access = require(Action.app_delete),
 ) -> None:
-    await service.delete_app(
-        session, access.principal, namespace, app, confirm, clusters, settings.default_cluster
-    )
+    await service.delete_app(session, access.principal, namespace, app, confirm, cluster.client)

@@ -1,5 +1,7 @@
 """App lifecycle. Flushes, never commits: the caller's transaction decides."""
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.apps import repository
@@ -11,7 +13,7 @@ from kepler_db import models
 from kepler_kit.errors import BadRequest, Conflict, NotFound
 from kepler_kit.identity import Principal
 from kepler_kit.pagination import PageRequest, page_of
-from kepler_kube.registry import ClusterRegistry
+from kepler_kube.base import Kube
 
 
 def app_out(app: models.App, namespace: str) -> App:
@@ -59,10 +61,10 @@ async def delete_app(
     namespace: models.Namespace,
     app: models.App,
     confirm: str,
-    clusters: ClusterRegistry,
-    default_cluster: str | None,
+    cluster: Callable[[], Awaitable[Kube]],
 ) -> None:
-    """The row goes only if the objects went too: an unreachable cluster fails the whole delete."""
+    """The row goes only if the objects went too: an unreachable cluster fails the whole delete. The
+    cluster is asked for only when the app was deployed there (`cluster`: its client, looked up then)."""
     deployed = await releases.was_deployed(session, app)
     if confirm != app.name:
         raise BadRequest("Deleting an app needs `confirm` set to the app's name.")
@@ -70,8 +72,7 @@ async def delete_app(
     await session.flush()
     audit(session, who, "app.delete", "app", app.name, namespace.name)
     if deployed:
-        kube = await clusters.for_namespace(session, namespace.name, default_cluster)
-        await releases.remove_objects(kube, namespace.name, app.name)
+        await releases.remove_objects(await cluster(), namespace.name, app.name)
 
 
 async def list_apps(session: AsyncSession, namespace: models.Namespace, page: PageRequest) -> AppPage:

@@ -8,9 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.dependencies import AppInPath, ClusterClient, Clusters, NamespaceInPath, Settings
+from kepler_app_service.dependencies import (
+    AppInPath,
+    ClusterClient,
+    ClusterLookup,
+    ClusterWhenNeeded,
+    NamespaceInPath,
+)
 from kepler_app_service.live.schemas import AppStatus, app_status
 from kepler_app_service.releases import events, pods, repository, service
 from kepler_app_service.releases.imports import import_deployments
@@ -49,7 +54,6 @@ from kepler_kit.permissions import Action
 from kepler_kit.problems import problem_response
 from kepler_kit.text import Line
 from kepler_kube.base import ClusterUnavailable
-from kepler_kube.registry import ClusterRegistry
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
 DENIED = (Unauthorized, Forbidden, NotFound)
@@ -78,10 +82,7 @@ SSE_RESPONSE = stream_response("Server-Sent Events: status, replicas, pods and a
 async def _accepted(
     request: Request,
     response: Response,
-    session: AsyncSession,
-    clusters: ClusterRegistry,
-    default_cluster: str | None,
-    namespace: str,
+    cluster: ClusterLookup,
     app: models.App,
     result: tuple[models.Deployment, int],
 ) -> Deployment | Response:
@@ -89,7 +90,7 @@ async def _accepted(
     deployment, release = result
     location = f"{request.url.path.rsplit('/', 1)[0]}/deployments/{deployment.id}"
     try:
-        await service.reachable_cluster(session, clusters, namespace, default_cluster)
+        await cluster.reachable()
     except ClusterUnavailable as exc:
         exc.extra["deployment"] = str(deployment.id)
         exc.detail = f"{exc.detail} The deployment is recorded as pending and proceeds when it is back."
@@ -112,13 +113,11 @@ async def create_deployment(
     request: Request,
     response: Response,
     session: DbSession,
-    clusters: Clusters,
-    settings: Settings,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.deploy_create),
 ) -> Deployment | Response:
     result = await service.deploy(session, access.principal, namespace.name, app, body)
-    default = settings.default_cluster
-    return await _accepted(request, response, session, clusters, default, namespace.name, app, result)
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.get("/deployments", responses=error_responses(*DENIED), summary="An app's deployments, newest first")
@@ -210,13 +209,11 @@ async def rollback_app(
     request: Request,
     response: Response,
     session: DbSession,
-    clusters: Clusters,
-    settings: Settings,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.app_rollback),
 ) -> Deployment | Response:
     result = await service.rollback(session, access.principal, namespace.name, app, body.to_release)
-    default = settings.default_cluster
-    return await _accepted(request, response, session, clusters, default, namespace.name, app, result)
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.post(
@@ -233,15 +230,13 @@ async def change_release(
     request: Request,
     response: Response,
     session: DbSession,
-    clusters: Clusters,
-    settings: Settings,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.app_config),
 ) -> Deployment | Response:
     if not body.model_fields_set:
         raise BadRequest("Give at least one of resources, env, command, args, probes.")
     result = await service.change(session, access.principal, namespace.name, app, body, "change")
-    default = settings.default_cluster
-    return await _accepted(request, response, session, clusters, default, namespace.name, app, result)
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.post(
@@ -257,13 +252,11 @@ async def restart_app(
     request: Request,
     response: Response,
     session: DbSession,
-    clusters: Clusters,
-    settings: Settings,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.deploy_create),
 ) -> Deployment | Response:
     result = await service.change(session, access.principal, namespace.name, app, None, "restart")
-    default = settings.default_cluster
-    return await _accepted(request, response, session, clusters, default, namespace.name, app, result)
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.post(
