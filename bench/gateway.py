@@ -4,14 +4,19 @@ One uvicorn worker for the upstream and one for the gateway (each its own proces
 no access log), and a load generator in a third process: a raw HTTP/1.1 keep-alive client on uvloop
 protocols, cheap enough per request (~25-35 us of CPU) that it leaves the cores to the servers, as wrk
 would. With 2+ CPUs the upstream is pinned to one and the gateway and load generator to another (see
-`Placement`; `--no-pin` to let the scheduler decide). Direct and proxied runs alternate in short
-back-to-back pairs (order flipped each pair) and the medians over the pairs are reported; every
-process runs at nice -10 when allowed, so other work on the machine disturbs the comparison less.
-The CPU each server spends per request is printed too: unlike throughput it barely moves with
-whatever else the machine is doing.
+`Placement`; `--no-pin` to let the scheduler decide). Every process runs at nice -10 when allowed.
+
+Direct and proxied requests alternate in slices of 0.25 s: each connection slot holds a keep-alive
+connection to the upstream and one to the gateway and sends on the one of the current slice. Each slice is
+compared with the mean of its two neighbours: on this shared machine throughput drifts by ±15 % over
+seconds, far more than the effect measured, and adjacent slices see the same drift (back-to-back runs of
+0.75 s, the method before, gave ratios from 0.91 to 1.45 on one machine). Two rounds per measurement, each
+kind leading one; the medians over all slice triples are reported. The CPU each process spends per request
+is printed too: unlike throughput it barely moves with whatever else the machine is doing.
 
 - throughput: 64 connections, requests/s proxied ÷ requests/s direct (`gateway.throughput_ratio`)
-- latency: 1 connection, p50 and p99 proxied minus direct (`gateway.added_p50_ms`, `gateway.added_p99_ms`)
+- latency: 1 connection, p50 and p99 of a slice, proxied minus direct (`gateway.added_p50_ms`,
+  `gateway.added_p99_ms`)
 
 The upstream is a minimal kit service (`create_service_app`: the middleware, error handling and lifespan
 every Kepler service has) with one public, database-free route in app-service's path space. The real
@@ -20,7 +25,7 @@ Redis checks per request, which would measure Postgres and Redis (sharing the sa
 than the gateway.
 Postgres and Redis: KEPLER_DATABASE_URL / KEPLER_REDIS_URL, else the local defaults, else embedded ones.
 
-    uv run python bench/gateway.py [--pairs 8] [--seconds 0.75]
+    uv run python bench/gateway.py [--slices 81] [--slice-s 0.25]
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
+import operator
 import os
 import re
 import socket
@@ -38,11 +45,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/namespaces/bench/ping"  # routed to app-service by the gateway
@@ -74,53 +81,91 @@ def minimal_upstream() -> Any:
     )
 
 
-# ---- load generator (runs in its own process: `gateway.py --load PORT CONNECTIONS SECONDS`) -----------
+# ---- load generator (runs in its own process: `gateway.py --load`, one JSON line in and out per run) -----
+
+
+class _Schedule:
+    """Interleaved A/B load: the kind of request switches every `slice_s`, and completions are counted per
+    slice. A slice's rate and latencies count only what completes after `settle_s`, once the requests of
+    the previous kind still in flight have drained."""
+
+    def __init__(
+        self, requests: list[bytes], start: float, slice_s: float, slices: int, settle_s: float
+    ) -> None:
+        self.requests, self.start, self.slice_s, self.settle_s = requests, start, slice_s, settle_s
+        self.deadline = start + slice_s * slices
+        self.settled: list[list[float]] = [[] for _ in range(slices)]  # latencies after the settle time
+        self.total = [0] * slices  # all completions: the servers' CPU per request is split by these
+
+    def kind(self, now: float) -> int:
+        index = int((now - self.start) // self.slice_s)
+        return index % 2 if index >= 0 else 0
+
+    def completed(self, now: float, latency: float) -> None:
+        offset = now - self.start
+        index = int(offset // self.slice_s)
+        if 0 <= index < len(self.total):
+            self.total[index] += 1
+            if offset - index * self.slice_s >= self.settle_s:
+                self.settled[index].append(latency)
 
 
 class _Connection(asyncio.Protocol):
-    """Sends the request, waits for the whole response (Content-Length framed), repeats until `deadline`."""
+    """One keep-alive connection of a slot: a slot is one connection per server, and has one request in
+    flight at a time. Once the whole response (Content-Length framed) is in, the slot sends the next on
+    its connection of the kind the schedule says, until the deadline."""
 
-    def __init__(
-        self, request: bytes, deadline: float, latencies: list[float], done: asyncio.Future[None]
-    ) -> None:
-        self.request, self.deadline, self.latencies, self.done = request, deadline, latencies, done
+    def __init__(self, schedule: _Schedule, slot: list[_Connection], done: asyncio.Future[None]) -> None:
+        self.schedule, self.slot, self.done = schedule, slot, done
         self.buffer = b""
         self.sent = 0.0
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's TCPTransport is not a subclass
-        self._send()
 
-    def _send(self) -> None:
+    def send(self, request: bytes) -> None:
         assert self.transport is not None
         self.sent = time.perf_counter()
-        self.transport.write(self.request)
+        self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
+        total = _response_length(self.buffer)
+        if total is None:
             return
-        match = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
-        if match is None:
-            raise RuntimeError(f"response without Content-Length: {self.buffer[:200]!r}")
-        total = end + 4 + int(match.group(1))
-        if len(self.buffer) < total:
-            return
-        if not self.buffer.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"unexpected response: {self.buffer[:200]!r}")
         now = time.perf_counter()
-        self.latencies.append(now - self.sent)
         self.buffer = self.buffer[total:]
-        if now < self.deadline:
-            self._send()
+        self.schedule.completed(now, now - self.sent)
+        if now < self.schedule.deadline:
+            _send_next(self.slot, self.schedule)
         elif not self.done.done():
             self.done.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             self.done.set_exception(exc or ConnectionError("server closed the connection"))
+
+
+def _response_length(buffer: bytes) -> int | None:
+    """The length of the complete 200 response at the start of `buffer`; None while it is incomplete."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    match = _CONTENT_LENGTH.search(buffer, 0, end + 2)
+    if match is None:
+        raise RuntimeError(f"response without Content-Length: {buffer[:200]!r}")
+    total = end + 4 + int(match.group(1))
+    if len(buffer) < total:
+        return None
+    if not buffer.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"unexpected response: {buffer[:200]!r}")
+    return total
+
+
+def _send_next(slot: list[_Connection], schedule: _Schedule) -> None:
+    kind = schedule.kind(time.perf_counter())
+    slot[kind].send(schedule.requests[kind])
 
 
 def _same(protocol: _Connection) -> _Connection:
@@ -132,109 +177,53 @@ def _request(port: int, path: str, authorization: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n{auth}\r\n".encode()
 
 
-async def _load(
-    port: int, connections: int, seconds: float, warmup: float, path: str = PATH, authorization: str = ""
-) -> dict[str, Any]:
+async def _slot(schedule: _Schedule, ports: list[int], done: asyncio.Future[None]) -> list[_Connection]:
+    """A connection to each distinct port: both kinds share one when they go to the same server."""
     loop = asyncio.get_running_loop()
-    request = _request(port, path, authorization)
-
-    async def run(duration: float) -> tuple[list[float], float]:
-        latencies: list[float] = []
-        deadline = time.perf_counter() + duration
-        futures = [loop.create_future() for _ in range(connections)]
-        started = time.perf_counter()
-        transports = []
-        for future in futures:
-            protocol = _Connection(request, deadline, latencies, future)
-            transport, _ = await loop.create_connection(functools.partial(_same, protocol), "127.0.0.1", port)
-            transports.append(transport)
-        await asyncio.gather(*futures)
-        elapsed = time.perf_counter() - started
-        for transport in transports:
-            transport.close()
-        return latencies, elapsed
-
-    warm, _ = await run(warmup)
-    cpu_before = time.process_time()
-    latencies, elapsed = await run(seconds)
-    cpu_us = (time.process_time() - cpu_before) * 1e6 / len(latencies)
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "requests": len(latencies),
-        "total_requests": len(warm) + len(latencies),
-        "client_cpu_us": cpu_us,
-    }
+    slot: list[_Connection] = []
+    by_port: dict[int, _Connection] = {}
+    for port in ports:
+        if port not in by_port:
+            by_port[port] = _Connection(schedule, slot, done)
+            await loop.create_connection(functools.partial(_same, by_port[port]), "127.0.0.1", port)
+        slot.append(by_port[port])
+    return slot
 
 
-class _Schedule:
-    """Interleaved A/B load: the request switches between two kinds every `slice_s` on the same
-    connections, and completions are counted per slice. A slice's rate counts only what completes after
-    `settle_s`, once the requests of the previous kind still in flight have drained."""
-
-    def __init__(
-        self, requests: list[bytes], start: float, slice_s: float, slices: int, settle_s: float
-    ) -> None:
-        self.requests, self.start, self.slice_s, self.settle_s = requests, start, slice_s, settle_s
-        self.deadline = start + slice_s * slices
-        self.settled = [0] * slices  # completions after the settle time
-        self.total = [0] * slices  # all completions: the servers' CPU per request is split by these
-
-    def request(self, now: float) -> bytes:
-        index = int((now - self.start) // self.slice_s)
-        return self.requests[index % 2] if index >= 0 else self.requests[0]
-
-    def completed(self, now: float) -> None:
-        offset = now - self.start
-        index = int(offset // self.slice_s)
-        if 0 <= index < len(self.total):
-            self.total[index] += 1
-            if offset - index * self.slice_s >= self.settle_s:
-                self.settled[index] += 1
-
-
-class _Switching(_Connection):
-    def __init__(self, schedule: _Schedule, done: asyncio.Future[None]) -> None:
-        super().__init__(schedule.requests[0], schedule.deadline, [], done)
-        self.schedule = schedule
-
-    def _send(self) -> None:
-        now = time.perf_counter()
-        if self.sent:
-            self.schedule.completed(now)
-        self.request = self.schedule.request(now)
-        super()._send()
+def _percentile_ms(latencies: list[float], q: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[int(len(ordered) * q)] * 1000 if ordered else math.nan
 
 
 async def _load_interleaved(
-    port: int, connections: int, paths: list[str], authorizations: list[str], spec: dict[str, Any]
+    ports: list[int], connections: int, paths: list[str], authorizations: list[str], spec: dict[str, Any]
 ) -> dict[str, Any]:
     """One run of `spec["slices"]` alternating slices (A, B, A, …) after a warm-up on A, with the CPU
     of `spec["pids"]` sampled at every slice boundary."""
-    loop = asyncio.get_running_loop()
-    requests = [_request(port, path, auth) for path, auth in zip(paths, authorizations, strict=True)]
+    requests = [
+        _request(port, path, auth) for port, path, auth in zip(ports, paths, authorizations, strict=True)
+    ]
     slices, slice_s, pids = int(spec["slices"]), float(spec["slice_s"]), list(spec["pids"])
     schedule = _Schedule(
         requests, time.perf_counter() + WARMUP_S + 0.3, slice_s, slices, float(spec["settle_s"])
     )
-    futures = [loop.create_future() for _ in range(connections)]
-    transports = []
-    for future in futures:
-        protocol = _Switching(schedule, future)
-        transport, _ = await loop.create_connection(functools.partial(_same, protocol), "127.0.0.1", port)
-        transports.append(transport)
+    done = [asyncio.get_running_loop().create_future() for _ in range(connections)]
+    slots = [await _slot(schedule, ports, future) for future in done]
+    for slot in slots:
+        _send_next(slot, schedule)
     cpu: list[list[float]] = []
     for index in range(slices + 1):
         await asyncio.sleep(max(0.0, schedule.start + index * slice_s - time.perf_counter()))
         cpu.append([cpu_seconds(pid) for pid in pids])
-    await asyncio.gather(*futures)
-    for transport in transports:
-        transport.close()
+    await asyncio.gather(*done)
+    for connection in {id(c): c for slot in slots for c in slot}.values():
+        assert connection.transport is not None
+        connection.transport.close()
     window = slice_s - schedule.settle_s
     return {
-        "rps": [count / window for count in schedule.settled],
+        "rps": [len(settled) / window for settled in schedule.settled],
+        "p50_ms": [_percentile_ms(settled, 0.5) for settled in schedule.settled],
+        "p99_ms": [_percentile_ms(settled, 0.99) for settled in schedule.settled],
         "requests": schedule.total,
         "cpu_s": [
             [after - before for before, after in zip(cpu[i], cpu[i + 1], strict=True)] for i in range(slices)
@@ -248,21 +237,15 @@ def load_main() -> None:
 
     for line in sys.stdin:
         message = json.loads(line)
-        if isinstance(message, dict):  # interleaved A/B
-            result = uvloop.run(
-                _load_interleaved(
-                    int(message["port"]),
-                    int(message["connections"]),
-                    message["paths"],
-                    message["authorizations"],
-                    message,
-                )
+        result = uvloop.run(
+            _load_interleaved(
+                message["ports"],
+                int(message["connections"]),
+                message["paths"],
+                message["authorizations"],
+                message,
             )
-        else:
-            port, connections, seconds, path, authorization = message
-            result = uvloop.run(
-                _load(int(port), int(connections), float(seconds), WARMUP_S, path, authorization)
-            )
+        )
         print(json.dumps(result), flush=True)
 
 
@@ -274,15 +257,13 @@ class LoadGenerator:
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         place(self.process.pid, cpus)
 
-    def run(
-        self, port: int, connections: int, seconds: float, path: str = PATH, authorization: str = ""
-    ) -> dict[str, float]:
-        result: dict[str, float] = self._ask([port, connections, seconds, path, authorization])
-        return result
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def interleaved(
         self,
-        port: int,
+        port: int | tuple[int, int],
         connections: int,
         paths: tuple[str, str],
         authorizations: tuple[str, str],
@@ -292,10 +273,11 @@ class LoadGenerator:
         settle_s: float,
         pids: list[int],
     ) -> dict[str, list[Any]]:
-        """A/B slices on the same connections (see `_Schedule`): per slice, the settled requests/s, all
-        requests completed, and the CPU seconds each of `pids` spent."""
+        """A/B slices on the same connections (see `_Schedule`), or on the same slots of a connection to
+        each server when A and B go to two ports: per slice, the settled requests/s and their p50 and p99
+        in ms, all requests completed, and the CPU seconds each of `pids` spent."""
         message = {
-            "port": port,
+            "ports": [port, port] if isinstance(port, int) else list(port),
             "connections": connections,
             "paths": list(paths),
             "authorizations": list(authorizations),
@@ -304,11 +286,6 @@ class LoadGenerator:
             "settle_s": settle_s,
             "pids": pids,
         }
-        result: dict[str, list[Any]] = self._ask(message)
-        return result
-
-    def _ask(self, message: object) -> Any:
-        """One JSON line to the load generator, its one JSON line back."""
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         self.process.stdin.write(json.dumps(message) + "\n")
@@ -316,7 +293,8 @@ class LoadGenerator:
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError("the load generator died")
-        return json.loads(line)
+        result: dict[str, list[Any]] = json.loads(line)
+        return result
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -445,14 +423,6 @@ def backing_services(stack: ExitStack) -> dict[str, str]:
 # ---- the measurement -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Pair:
-    """The same measurement, direct then proxied (or the reverse), back to back."""
-
-    direct: dict[str, float]
-    proxied: dict[str, float]
-
-
 @dataclass(frozen=True)
 class Servers:
     upstream_port: int
@@ -461,69 +431,91 @@ class Servers:
     gateway_pid: int
 
 
-def measured(
-    load: LoadGenerator, port: int, connections: int, seconds: float, pids: dict[str, int]
-) -> dict[str, float]:
-    """One run, plus the CPU each named server spent per request (warm-up included on both sides)."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    result = load.run(port, connections, seconds)
-    for name, pid in pids.items():
-        result[f"{name}_cpu_us"] = (cpu_seconds(pid) - before[name]) * 1e6 / result["total_requests"]
-    return result
+DIRECT, PROXIED = "direct", "proxied"
+PROCESSES = ("upstream", "gateway", "load_generator")  # the order of the CPU columns
 
 
-def pairs(load: LoadGenerator, servers: Servers, connections: int, count: int, seconds: float) -> list[Pair]:
-    """Short alternating runs, so a burst of unrelated load hits both sides of a pair alike; the
-    order flips every pair so drift favours neither."""
-    result = []
-    for i in range(count):
-        direct = functools.partial(
-            measured, load, servers.upstream_port, connections, seconds, {"upstream": servers.upstream_pid}
-        )
-        proxied = functools.partial(
-            measured,
-            load,
-            servers.gateway_port,
+class Round(NamedTuple):
+    """One interleaved run: per slice, which kind it carried and what the load generator measured in it
+    (`rps`, `p50_ms`, `p99_ms`, `requests`, and `cpu_s` per process of `PROCESSES`)."""
+
+    kinds: list[str]
+    measured: dict[str, list[Any]]
+
+    @classmethod
+    def measure(
+        cls, load: LoadGenerator, servers: Servers, connections: int, leading: str, args: argparse.Namespace
+    ) -> Round:
+        order = (leading, PROXIED if leading == DIRECT else DIRECT)
+        port = {DIRECT: servers.upstream_port, PROXIED: servers.gateway_port}
+        measured = load.interleaved(
+            (port[order[0]], port[order[1]]),
             connections,
-            seconds,
-            {"upstream": servers.upstream_pid, "gateway": servers.gateway_pid},
+            (PATH, PATH),
+            ("", ""),
+            slices=args.slices,
+            slice_s=args.slice_s,
+            settle_s=args.settle_s,
+            pids=[servers.upstream_pid, servers.gateway_pid, load.pid],
         )
-        if i % 2:
-            second, first = proxied(), direct()
-        else:
-            first, second = direct(), proxied()
-        result.append(Pair(first, second))
-    return result
+        return cls([order[i % 2] for i in range(args.slices)], measured)
+
+    def triples(self, key: str) -> list[tuple[float, float]]:
+        """(proxied, direct) for each inner slice against the mean of its two neighbours (the other
+        kind): drift over the run is the same on both sides of such a triple."""
+        values = self.measured[key]
+        out = []
+        for i in range(1, len(self.kinds) - 1):
+            around = (values[i - 1] + values[i + 1]) / 2
+            out.append((values[i], around) if self.kinds[i] == PROXIED else (around, values[i]))
+        return out
+
+    def slices(self, kind: str, key: str) -> list[Any]:
+        return [x for k, x in zip(self.kinds, self.measured[key], strict=True) if k == kind]
+
+    def cpu_us(self, kind: str, process: str) -> float:
+        """CPU per request of `kind` that `process` spent, over all slices of that kind."""
+        column = PROCESSES.index(process)
+        seconds: float = sum(cpu[column] for cpu in self.slices(kind, "cpu_s"))
+        requests: int = sum(self.slices(kind, "requests"))
+        return seconds * 1e6 / requests
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+def differences(rounds: list[Round], key: str, combine: Callable[[float, float], float]) -> list[float]:
+    """`combine(proxied, direct)` per slice triple, leaving out triples with a slice in which nothing
+    completed after settling (the machine stalled the only connection for longer than a slice)."""
+    triples = [triple for r in rounds for triple in r.triples(key)]
+    return [combine(proxied, direct) for proxied, direct in triples if observed(proxied, direct)]
 
 
-def report(throughput: list[Pair], latency: list[Pair]) -> None:
-    ratios = [p.proxied["rps"] / p.direct["rps"] for p in throughput]
-    print("# throughput pairs (proxied/direct): " + " ".join(f"{r:.2f}" for r in ratios))
-    added_p50 = median([p.proxied["p50_ms"] - p.direct["p50_ms"] for p in latency])
-    added_p99 = median([p.proxied["p99_ms"] - p.direct["p99_ms"] for p in latency])
-    print(f"BENCH gateway.throughput_ratio {median(ratios):.2f} x target >= {TARGET_RATIO}")
-    print(f"BENCH gateway.added_p50_ms {added_p50:.3f} ms target <= {TARGET_P50_MS}")
-    print(f"BENCH gateway.added_p99_ms {added_p99:.3f} ms target <= {TARGET_P99_MS}")
-    for name, key, pick in (
-        ("direct_rps", "rps", "direct"),
-        ("proxied_rps", "rps", "proxied"),
-    ):
-        print(
-            f"BENCH gateway.{name} {median([getattr(p, pick)[key] for p in throughput]):.0f} rps target none"
-        )
-    for name, key, pick in (("direct_p50_ms", "p50_ms", "direct"), ("direct_p99_ms", "p99_ms", "direct")):
-        print(f"BENCH gateway.{name} {median([getattr(p, pick)[key] for p in latency]):.3f} ms target none")
+def observed(*values: float) -> bool:
+    return all(value > 0 for value in values)  # False for NaN too
+
+
+def report(throughput: list[Round], latency: list[Round]) -> None:
+    ratios = differences(throughput, "rps", operator.truediv)
+    added_p50 = differences(latency, "p50_ms", operator.sub)
+    added_p99 = differences(latency, "p99_ms", operator.sub)
+    for name, values in (("ratio", ratios), ("added p50 ms", added_p50), ("added p99 ms", added_p99)):
+        quartiles = " ".join(f"{q:.3f}" for q in statistics.quantiles(values, n=4))
+        print(f"# {len(values)} slice triples; {name} quartiles: {quartiles}")
+    print(f"BENCH gateway.throughput_ratio {statistics.median(ratios):.2f} x target >= {TARGET_RATIO}")
+    print(f"BENCH gateway.added_p50_ms {statistics.median(added_p50):.3f} ms target <= {TARGET_P50_MS}")
+    print(f"BENCH gateway.added_p99_ms {statistics.median(added_p99):.3f} ms target <= {TARGET_P99_MS}")
+    for kind in (DIRECT, PROXIED):
+        rps = statistics.median(x for r in throughput for x in r.slices(kind, "rps") if observed(x))
+        print(f"BENCH gateway.{kind}_rps {rps:.0f} rps target none")
+    for key in ("p50_ms", "p99_ms"):
+        value = statistics.median(x for r in latency for x in r.slices(DIRECT, key) if observed(x))
+        print(f"BENCH gateway.direct_{key} {value:.3f} ms target none")
     cpu = {
-        "gateway_cpu_us_per_request": median([p.proxied["gateway_cpu_us"] for p in throughput]),
-        "upstream_cpu_us_per_request": median([p.direct["upstream_cpu_us"] for p in throughput]),
-        "upstream_cpu_us_per_proxied_request": median([p.proxied["upstream_cpu_us"] for p in throughput]),
-        "load_generator_cpu_us_per_request": median([p.proxied["client_cpu_us"] for p in throughput]),
+        "gateway_cpu_us_per_request": (PROXIED, "gateway"),
+        "upstream_cpu_us_per_request": (DIRECT, "upstream"),
+        "upstream_cpu_us_per_proxied_request": (PROXIED, "upstream"),
+        "load_generator_cpu_us_per_request": (PROXIED, "load_generator"),
     }
-    for name, value in cpu.items():
+    for name, (kind, process) in cpu.items():
+        value = statistics.mean(r.cpu_us(kind, process) for r in throughput)
         print(f"BENCH gateway.{name} {value:.0f} us target none")
 
 
@@ -531,8 +523,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pairs", type=int, default=8, help="direct/proxied pairs per measurement")
-    parser.add_argument("--seconds", type=float, default=0.75, help=f"per run, after {WARMUP_S} s of warm-up")
+    parser.add_argument("--slices", type=int, default=81, help="alternating slices per round (odd)")
+    parser.add_argument("--slice-s", type=float, default=0.25)
+    parser.add_argument("--settle-s", type=float, default=0.06)
     parser.add_argument("--no-pin", action="store_true", help="let the scheduler place the processes")
     args = parser.parse_args()
     placement = Placement.choose(pin=not args.no_pin)
@@ -550,8 +543,8 @@ def main() -> None:
         servers = Servers(ports[0], ports[1], upstream, gateway)
         load = LoadGenerator(placement.others)
         stack.callback(load.close)
-        throughput = pairs(load, servers, CONNECTIONS, args.pairs, args.seconds)
-        latency = pairs(load, servers, 1, args.pairs, args.seconds)
+        throughput = [Round.measure(load, servers, CONNECTIONS, lead, args) for lead in (DIRECT, PROXIED)]
+        latency = [Round.measure(load, servers, 1, lead, args) for lead in (DIRECT, PROXIED)]
     report(throughput, latency)
 
 

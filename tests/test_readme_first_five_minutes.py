@@ -2,6 +2,7 @@
 `KEPLER_SANDBOX=1 make run`'s stack. A README command that stops working fails this test."""
 
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +36,10 @@ def test_the_readme_commands_deploy_follow_and_roll_back(sandbox_stack: RunningS
     clusters = next(check for check in ready["checks"] if check["name"] == "clusters")
     assert "SIMULATED" in clusters["detail"]  # what the README says /readyz shows in the sandbox
 
+    bash = shutil.which("bash")
+    assert bash is not None, "the README's commands need bash"
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", first_five_minutes()],
+        [bash, "-euo", "pipefail", "-c", first_five_minutes()],
         cwd=ROOT, env=sandbox_stack.env(), capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from kepler_app_service.clusters.clients import cluster_registry
-from kepler_app_service.live.watch import Backoff, LiveStatus
+from kepler_app_service.live.watch import Backoff, LiveStatus, lease_name
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Cluster
+from kepler_kit.leases import APPLICATION_NAME, Leases, holder
 from kepler_kit.metrics import REGISTRY
 from kepler_kube.registry import ClusterRegistry
 from kepler_kubefake import KubeFake
@@ -209,3 +210,57 @@ class TestLiveStatus:
             assert (await web_live(client)).get("rollout") == "complete"
         finally:
             await live.stop()
+
+    async def test_with_leases_one_watches_and_what_it_saw_after_losing_the_lease_is_not_written(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        registry: ClusterRegistry,
+        engine: AsyncEngine,
+    ) -> None:
+        """Two workers' live statuses sharing a cluster: the first to rescan holds its lease and lists it.
+        When its lease connection is killed, the other takes the lease over, and the first's batch, seen
+        under the lease it lost, is dropped at its flush (the fence); the new holder writes the status."""
+        killed = Leases(engine, identity="a", retry_seconds=3600, check_seconds=0.02)  # does not come back
+        leases = [killed, Leases(engine, identity="b", retry_seconds=0.02, check_seconds=0.02)]
+        first, second = (LiveStatus(sessionmaker, registry, retry=QUICK, leases=each) for each in leases)
+
+        async def listed() -> bool:
+            return registry.recently_reached("test")
+
+        async def complete() -> bool:
+            return (await web_live(client)).get("rollout") == "complete"
+
+        try:
+            await first.rescan()
+            assert await eventually(nothing, listed)  # the first holds the lease: its batch waits
+            await second.rescan()
+            assert await held_by(sessionmaker, "a")
+            await terminate(sessionmaker, "a")
+            assert await eventually(nothing, lambda: held_by(sessionmaker, "b"))
+            await first.flush()
+            assert (await web_live(client)).get("rollout") is None
+            assert await eventually(second.flush, complete)
+        finally:
+            for live in (first, second):
+                await live.stop()
+            for held in leases:
+                await held.close()
+
+
+async def held_by(sessionmaker: async_sessionmaker[AsyncSession], identity: str) -> bool:
+    async with sessionmaker() as session:
+        cluster = await session.scalar(select(Cluster).where(Cluster.name == "test"))
+        assert cluster is not None
+        return await holder(session, lease_name(cluster.id)) == identity
+
+
+async def terminate(sessionmaker: async_sessionmaker[AsyncSession], identity: str) -> None:
+    """What a `kill -9` of that worker does to its lease connection, seen from the server."""
+    async with sessionmaker() as session:
+        await session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        killed = await session.scalar(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": APPLICATION_NAME + identity},
+        )
+        assert killed

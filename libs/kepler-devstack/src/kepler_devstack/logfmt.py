@@ -79,7 +79,7 @@ def _quote(value: object) -> str:
 class _TerminalHandler(logging.StreamHandler[TextIO]):
     """Silent once the terminal is gone (`| tee` killed by the same Ctrl-C): shutdown carries on."""
 
-    def handleError(self, record: logging.LogRecord) -> None:
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (overrides logging.Handler.handleError)
         if not isinstance(sys.exc_info()[1], BrokenPipeError):
             super().handleError(record)
 

@@ -192,7 +192,7 @@ class Supervisor:
             log.error("process failed to start", extra=fields(proc=spec.name, error=exc))
             return None
         self.pids[spec.name] = proc.pid
-        assert proc.stdout is not None
+        assert proc.stdout is not None  # noqa: S101  (spawned with stdout=PIPE; narrows the type)
         pump = asyncio.create_task(pump_lines(f"{spec.name:<{self._width}}", proc.stdout, self._out))
         try:
             await first_of(proc.wait(), self._shutdown.requested.wait())

@@ -36,12 +36,12 @@ def problem_response(
 
 
 async def _kepler_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KeplerError)
+    assert isinstance(exc, KeplerError)  # noqa: S101  (registered for this class; narrows the type)
     return problem_response(exc, request.url.path, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, HTTPException)  # noqa: S101  (registered for this class; narrows the type)
     kind = _BY_STATUS.get(exc.status_code)
     error = kind(_detail_text(exc.detail)) if kind else _generic(exc.status_code, exc.detail)
     headers = dict(exc.headers or {})
@@ -73,7 +73,7 @@ def field_errors(errors: Any) -> list[FieldError]:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    assert isinstance(exc, RequestValidationError)  # noqa: S101  (registered for this class; narrows the type)
     fields = field_errors(exc.errors())
     detail = "; ".join(f"{'.'.join(map(str, f.loc))}: {f.msg}" for f in fields[:5])
     error = ValidationFailed(detail, errors=[f.model_dump() for f in fields])

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEV_SECRET_KEY = "kepler-development-secret-key-do-not-use-in-production"
+DEV_SECRET_KEY = "kepler-development-secret-key-do-not-use-in-production"  # noqa: S105  (the public development default, not a secret)
 
 
 def _shared(name: str) -> AliasChoices:

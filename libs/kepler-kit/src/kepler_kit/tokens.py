@@ -94,7 +94,7 @@ class KeyRing:
 
     def _newest_openable(self, active: list[SigningKey]) -> ECKey | None:
         """A key sealed under another platform key (a misconfigured replica) is skipped, not fatal."""
-        assert self._box is not None
+        assert self._box is not None  # noqa: S101  (the caller checked; narrows the type)
         for row in active:
             try:
                 return ECKey.import_key(json.loads(self._box.open(row.private_jwk_encrypted)))

@@ -96,7 +96,7 @@ def _reason(exc: Exception) -> str:
 
 
 class Kube(Protocol):
-    """The few operations app-service performs on a cluster."""
+    """The few operations Kepler's services perform on a cluster."""
 
     name: str
 

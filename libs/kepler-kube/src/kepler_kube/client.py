@@ -1,4 +1,5 @@
-"""Kubernetes, as Kepler's services need it: apply, read, watch, pods, events. One pooled ApiClient per cluster.
+"""Kubernetes, as Kepler's services need it: apply, read, watch, pods, events; one pooled ApiClient
+per cluster.
 
 Objects travel as plain dicts (`_preload_content=False`): app-service never needs the generated models,
 and skipping them keeps a watch of thousands of objects cheap.

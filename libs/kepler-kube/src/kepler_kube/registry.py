@@ -22,7 +22,7 @@ from kepler_kube.base import (
 )
 
 IN_CLUSTER_URL = "https://kubernetes.default.svc"
-IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105  (a file path, not a secret)
 IN_CLUSTER_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 

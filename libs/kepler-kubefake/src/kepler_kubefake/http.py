@@ -219,7 +219,7 @@ def _parse_body(raw: bytes, content_type: str) -> Any:
         return None
     try:
         if content_type == APPLY_PATCH and not raw.lstrip().startswith(b"{"):
-            return yaml.load(raw, Loader=_YamlLoader)
+            return yaml.load(raw, Loader=_YamlLoader)  # noqa: S506  (a SafeLoader: plain YAML types only)
         return json.loads(raw)
     except (ValueError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc

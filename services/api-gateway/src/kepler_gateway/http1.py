@@ -137,14 +137,14 @@ class Connection(asyncio.Protocol):
 
     def begin(self, head: bytes, body: bytes | None, head_only: bool, timeout: float) -> None:
         """Send the request head (and a body that is already complete) in one write."""
-        assert self.transport is not None
+        assert self.transport is not None  # noqa: S101  (connected before use; narrows the type)
         self._reset()
         self.head_only = head_only
         self._timer = self._loop.call_later(timeout, self._timed_out, timeout)
         self.transport.write(head + body if body else head)
 
     async def send_body(self, chunks: AsyncIterator[bytes], chunked: bool) -> None:
-        assert self.transport is not None
+        assert self.transport is not None  # noqa: S101  (connected before use; narrows the type)
         async for chunk in chunks:
             if self.closed:
                 raise self._error or UpstreamClosed("upstream closed the connection")

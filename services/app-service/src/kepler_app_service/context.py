@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kepler_app_service.settings import AppServiceSettings
 from kepler_kit.jobs import WorkerContext
+from kepler_kit.leases import Leases
 from kepler_kube.registry import ClusterRegistry
 
 CLIENTS_KEY = "app-service"
@@ -16,6 +17,7 @@ class AppWorker:
     settings: AppServiceSettings
     clusters: ClusterRegistry
     live_status: asyncio.Task[None] | None = None  # the watch that keeps every app's live status
+    leases: Leases | None = None  # one watch per cluster among the workers
 
 
 def app_worker(ctx: WorkerContext) -> AppWorker:

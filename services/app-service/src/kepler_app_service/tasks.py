@@ -20,6 +20,7 @@ from kepler_app_service.releases import service as releases_service
 from kepler_app_service.releases.runner import Runner
 from kepler_app_service.settings import AppServiceSettings
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
+from kepler_kit.leases import Leases
 from kepler_kit.logging import get_logger
 from kepler_kit.worker import worker_settings
 
@@ -70,8 +71,11 @@ async def _open_clients(ctx: WorkerContext) -> None:
     await preload_kubernetes_client(ctx["sessionmaker"])
     settings = _settings(ctx)
     registry = cluster_registry(settings)
-    live = asyncio.create_task(LiveStatus(ctx["sessionmaker"], registry, settings.default_cluster).run())
-    ctx["clients"] = clients_of(AppWorker(settings=settings, clusters=registry, live_status=live))
+    leases = Leases(ctx["engine"])  # type: ignore[typeddict-item]  # several workers: one watch per cluster
+    status = LiveStatus(ctx["sessionmaker"], registry, settings.default_cluster, leases=leases)
+    live = asyncio.create_task(status.run())
+    worker = AppWorker(settings=settings, clusters=registry, live_status=live, leases=leases)
+    ctx["clients"] = clients_of(worker)
 
 
 async def _close_clients(ctx: WorkerContext) -> None:
@@ -82,6 +86,8 @@ async def _close_clients(ctx: WorkerContext) -> None:
         if worker.live_status is not None:
             await _stopped(worker.live_status)
     finally:
+        if worker.leases is not None:
+            await worker.leases.close()  # the other workers take the clusters over at once
         await worker.clusters.close()
 
 

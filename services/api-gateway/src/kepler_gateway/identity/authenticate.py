@@ -24,7 +24,7 @@ from kepler_kit.errors import InvalidToken
 from kepler_kit.identity import IDENTITY_HEADER, Principal, client_address, client_ip
 from kepler_kit.tokens import ACCESS_AUDIENCE, Claims, TokenIssuer, TokenVerifier, identity_audience
 
-API_TOKEN_PREFIX = "kpl_"
+API_TOKEN_PREFIX = "kpl_"  # noqa: S105  (a prefix, not a secret)
 _ANONYMOUS = [(IDENTITY_HEADER, ""), ("authorization", "")]  # no identity, and no credentials upstream
 TOUCH_EVERY = 60.0  # seconds between `last_used_at` writes for one token
 

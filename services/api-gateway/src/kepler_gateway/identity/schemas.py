@@ -32,7 +32,7 @@ class RefreshRequest(Strict):
 
 class TokenPair(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105  (the OAuth token type, not a secret)
     expires_in: int = Field(description="Seconds until the access token expires")
     refresh_token: str = Field(description="Use once: each refresh returns a new one")
 

@@ -1,5 +1,6 @@
 """Live app status without asking Kubernetes per request: one watch per cluster of the Deployments Kepler
-manages, folded into `apps.live` in batches. Listing 10,000 apps reads Postgres only."""
+manages, folded into `apps.live` in batches. Listing 10,000 apps reads Postgres only. With several workers,
+each cluster is watched by the holder of its lease only, and a batch is written only under its lease."""
 
 import asyncio
 import contextlib
@@ -7,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from prometheus_client import Counter
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_app_service.releases.manifests import MANAGED_BY, RELEASE_ANNOTATION
 from kepler_app_service.releases.rollout import rollout_status
 from kepler_db import App, Cluster, Namespace
+from kepler_kit.leases import Lease, Leases
 from kepler_kit.logging import get_logger
 from kepler_kit.metrics import REGISTRY
 from kepler_kube.base import ClusterUnavailable, Kube, WatchExpired
@@ -31,6 +34,12 @@ ERRORS = Counter(
     registry=REGISTRY,
 )
 Key = tuple[str, str]  # (namespace, app)
+Noted = tuple[Lease | None, dict[str, Any]]  # an app's live status, and the lease it was seen under
+
+
+def lease_name(cluster_id: uuid.UUID) -> str:
+    """One lease per cluster: with N workers, each cluster is watched exactly once."""
+    return f"live-status:{cluster_id}"
 
 
 def live_of(deployment: dict[str, Any] | None) -> dict[str, Any]:
@@ -68,11 +77,13 @@ class LiveStatus:
         registry: ClusterRegistry,
         default_cluster: str | None = None,
         retry: Backoff | None = None,
+        leases: Leases | None = None,
     ) -> None:
+        """Without `leases` every cluster is watched here (one worker)."""
         self._sessionmaker, self._registry = sessionmaker, registry
-        self._default, self._retry = default_cluster, retry or Backoff()
-        self._pending: dict[Key, dict[str, Any]] = {}
-        self._relisted: dict[uuid.UUID, tuple[Cluster, set[Key]]] = {}  # what a LIST found, by cluster
+        self._default, self._retry, self._leases = default_cluster, retry or Backoff(), leases
+        self._pending: dict[Key, Noted] = {}
+        self._relisted: dict[uuid.UUID, tuple[Cluster, set[Key], Lease | None]] = {}  # what a LIST found
         self._tasks: dict[uuid.UUID, tuple[object, asyncio.Task[None]]] = {}  # by cluster: (version, watch)
 
     async def run(self, rescan_seconds: float = 30.0, retry_seconds: float = 5.0) -> None:
@@ -113,21 +124,27 @@ class LiveStatus:
                 continue
             if running:
                 await _cancel(running[1])  # new credentials: a new client and a fresh LIST
-            self._tasks[cluster.id] = (cluster.updated_at, asyncio.create_task(self._watch_cluster(cluster)))
+            self._tasks[cluster.id] = (cluster.updated_at, asyncio.create_task(self._watch(cluster)))
 
-    async def _watch_cluster(self, cluster: Cluster) -> None:
+    async def _watch(self, cluster: Cluster) -> None:
+        if self._leases is None:
+            await self._watch_cluster(cluster)
+        else:  # stops as soon as the lease is lost; a new holder starts from a fresh LIST
+            await self._leases.run_while_held(lease_name(cluster.id), partial(self._watch_cluster, cluster))
+
+    async def _watch_cluster(self, cluster: Cluster, lease: Lease | None = None) -> None:
         version: str | None = None
         failures = 0
         while True:
             try:
                 kube = await self._registry.client(cluster)  # bad credentials fail this cluster only
                 if version is None:
-                    version = await self._relist(kube, cluster)
+                    version = await self._relist(kube, cluster, lease)
                     self._registry.reached(cluster.name)
                 async for kind, obj in kube.watch("Deployment", None, version, label_selector=SELECTOR):
                     version = (obj.get("metadata") or {}).get("resourceVersion", version)
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        self._note(obj, None if kind == "DELETED" else obj)
+                        self._note(obj, None if kind == "DELETED" else obj, lease)
                 self._registry.reached(cluster.name)
                 failures = 0
             except WatchExpired:
@@ -143,18 +160,18 @@ class LiveStatus:
         ERRORS.labels("watch", cluster.name).inc()
         log.warning("live_status_watch_failed", cluster=cluster.name, error=error.detail)
 
-    async def _relist(self, kube: Kube, cluster: Cluster) -> str:
+    async def _relist(self, kube: Kube, cluster: Cluster, lease: Lease | None) -> str:
         listed = await kube.list("Deployment", None, SELECTOR)
         seen: set[Key] = set()
         for obj in listed.get("items") or []:
-            seen.add(self._note(obj, obj))
-        self._relisted[cluster.id] = (cluster, seen)
+            seen.add(self._note(obj, obj, lease))
+        self._relisted[cluster.id] = (cluster, seen, lease)
         return str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
-    def _note(self, obj: dict[str, Any], live: dict[str, Any] | None) -> Key:
+    def _note(self, obj: dict[str, Any], live: dict[str, Any] | None, lease: Lease | None) -> Key:
         metadata = obj.get("metadata") or {}
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
-        self._pending[key] = live_of(live)
+        self._pending[key] = (lease, live_of(live))
         return key
 
     async def _flush_forever(self) -> None:
@@ -176,9 +193,14 @@ class LiveStatus:
         started = time.perf_counter()
         try:
             async with self._sessionmaker() as session, session.begin():
-                for cluster, seen in relisted.values():
-                    await self._mark_vanished(session, cluster, seen)
-                await _write(session, batch)
+                leases = {lease for lease, _ in batch.values()} | {lease for *_, lease in relisted.values()}
+                lost = await _fenced_out(session, leases)
+                for cluster, seen, lease in relisted.values():
+                    if lease not in lost:
+                        await self._mark_vanished(session, cluster, seen)
+                await _write(
+                    session, {key: live for key, (lease, live) in batch.items() if lease not in lost}
+                )
         except BaseException:
             self._pending, self._relisted = {**batch, **self._pending}, {**relisted, **self._relisted}
             raise
@@ -208,6 +230,17 @@ class LiveStatus:
 def _named(exc: Exception) -> str:
     status = getattr(exc, "status", None)  # an ApiException says its whole response: too long for a log
     return f"{type(exc).__name__} {status}" if status else type(exc).__name__
+
+
+async def _fenced_out(session: AsyncSession, leases: set[Lease | None]) -> set[Lease | None]:
+    """The leases lost since their entries were noted: those entries are dropped, not written (the new
+    holder lists the cluster afresh). Fenced in the writing transaction, see `Lease.fence`."""
+    lost: set[Lease | None] = {
+        lease for lease in leases if lease is not None and not await lease.fence(session)
+    }
+    if lost:
+        log.warning("live_status_fenced_out", leases=sorted(str(lease and lease.name) for lease in lost))
+    return lost
 
 
 async def _write(session: AsyncSession, batch: dict[Key, dict[str, Any]]) -> None:
