@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kepler_app_service.kube.live import lease_name
+from kepler_app_service.live.watch import lease_name
 from kepler_app_service.releases.manifests import MANAGED_BY
 from kepler_db import App, Cluster, Namespace, NamespaceStatus
 from kepler_kit.db import create_sessionmaker

@@ -7,11 +7,14 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.app import create_app
+from kepler_app_service.clusters.clients import cluster_registry
+from kepler_app_service.context import AppWorker, clients_of
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import FUNCTIONS, SWEEPS, cluster_registry
+from kepler_app_service.tasks import FUNCTIONS, sweeps
 from kepler_db import User
 from kepler_kit.testing.identities import Minter, make_user
 from kepler_kit.testing.services import run_burst_worker, service_client
+from kepler_kube.registry import ClusterRegistry
 from kepler_kubefake import KubeFake
 
 
@@ -52,8 +55,14 @@ class Worker:
     ) -> None:
         self.redis_url, self.queue_name, self.sessionmaker = redis_url, queue_name, sessionmaker
         self.settings: AppServiceSettings | None = None
-        self.clients: dict[str, Any] = {}
-        self.sweeps = SWEEPS
+        self.clients: dict[str, AppWorker] = {}
+        self.sweeps = sweeps(AppServiceSettings())
+
+    def open_clusters(self, settings: AppServiceSettings) -> ClusterRegistry:
+        """Gives the jobs the deployment runner's cluster clients; the caller closes the registry."""
+        clusters = cluster_registry(settings)
+        self.settings, self.clients = settings, clients_of(AppWorker(settings=settings, clusters=clusters))
+        return clusters
 
     async def run(self) -> int:
 
@@ -92,7 +101,6 @@ def settings(settings_overrides: dict[str, Any]) -> AppServiceSettings:
 @pytest.fixture
 async def deployer(worker: Any, settings: AppServiceSettings) -> AsyncIterator[Any]:
     """The worker with the deployment runner's cluster clients."""
-    worker.settings = settings
-    worker.clients = {"clusters": cluster_registry(settings)}
+    clusters = worker.open_clusters(settings)
     yield worker
-    await worker.clients["clusters"].close()
+    await clusters.close()

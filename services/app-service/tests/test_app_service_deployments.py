@@ -13,9 +13,10 @@ from arq.connections import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kepler_app_service.kube.live import LiveStatus
+from kepler_app_service.clusters.clients import cluster_registry
+from kepler_app_service.live.watch import LiveStatus
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry, sweeps
+from kepler_app_service.tasks import sweeps
 from kepler_db import AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.testing.identities import make_member, make_user
@@ -589,7 +590,7 @@ async def test_live_status_follows_the_cluster(
     await cluster_at(session, fake.url)
     await make_app(client)
     settings = AppServiceSettings(**settings_overrides, watch_timeout_seconds=1)
-    worker.settings, worker.clients = settings, {"clusters": cluster_registry(settings)}
+    clusters = worker.open_clusters(settings)
     await deploy(client, GOOD)
     await worker.run()
     await session.commit()
@@ -626,7 +627,7 @@ async def test_live_status_follows_the_cluster(
     finally:
         await live.stop()
         await registry.close()
-        await worker.clients["clusters"].close()
+        await clusters.close()
 
 
 def legacy_deployment(name: str, image: str = "registry.example.com/legacy:7") -> dict[str, Any]:

@@ -6,7 +6,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.service import desired_roles, sync_idp_memberships
+from kepler_app_service.members.service import desired_roles, sync_idp_memberships
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Membership, Namespace, NamespaceStatus, Role, User
 from kepler_kit.jobs import JobRequest, enqueue

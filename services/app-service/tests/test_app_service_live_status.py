@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from kepler_app_service.kube.live import Backoff, LiveStatus, lease_name
+from kepler_app_service.clusters.clients import cluster_registry
+from kepler_app_service.live.watch import Backoff, LiveStatus, lease_name
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry
 from kepler_db import Cluster
 from kepler_kit.leases import APPLICATION_NAME, Leases, holder
 from kepler_kit.metrics import REGISTRY
@@ -59,13 +59,13 @@ async def web(
     ).status_code == 201
     app = {"name": "web", "git_url": "https://g.example/web.git"}
     assert (await client.post(APPS, json=app)).status_code == 201
-    worker.settings, worker.clients = settings, {"clusters": cluster_registry(settings)}
+    clusters = worker.open_clusters(settings)
     deployed = await client.post(f"{APPS}/web/deployments", json={"image": "registry.example.com/web:1"})
     assert deployed.status_code == 201, deployed.text
     await worker.run()
     await session.commit()
     yield
-    await worker.clients["clusters"].close()
+    await clusters.close()
 
 
 async def web_live(client: httpx.AsyncClient) -> dict[str, Any]:

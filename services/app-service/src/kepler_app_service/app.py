@@ -7,14 +7,16 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from kepler_app_service.api import apps, members, namespaces
-from kepler_app_service.kube import repository
-from kepler_app_service.kube.api import router as clusters
-from kepler_app_service.releases.api import namespace_router as imports
+from kepler_app_service import SERVICE
+from kepler_app_service.apps.api import router as apps
+from kepler_app_service.clusters import repository
+from kepler_app_service.clusters.api import router as clusters
+from kepler_app_service.clusters.clients import cluster_registry, preload_kubernetes_client
+from kepler_app_service.members.api import router as members
+from kepler_app_service.namespaces.api import router as namespaces
+from kepler_app_service.releases.api import imports_router as imports
 from kepler_app_service.releases.api import router as releases
-from kepler_app_service.service import SERVICE
 from kepler_app_service.settings import AppServiceSettings
-from kepler_app_service.tasks import cluster_registry, preload_kubernetes_client
 from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 from kepler_kube.registry import ClusterRegistry

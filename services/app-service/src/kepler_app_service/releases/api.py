@@ -1,29 +1,33 @@
-"""Releases, deployments (followed live over SSE), rollback, scale, restart, pods and Kubernetes events."""
+"""Releases, deployments (followed live over SSE), rollback, scale, restart, pods and Kubernetes events:
+thin endpoints over releases/service.py, releases/pods.py and releases/imports.py."""
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import StringConstraints
 
-from kepler_app_service import service as apps
-from kepler_app_service.releases import events, manifests, repository, service
-from kepler_app_service.releases.adopt import ImportResult, adopt
-from kepler_app_service.releases.rollout import PodState
+from kepler_app_service.dependencies import (
+    AppInPath,
+    ClusterClient,
+    ClusterLookup,
+    ClusterWhenNeeded,
+    NamespaceInPath,
+)
+from kepler_app_service.live.schemas import AppStatus, app_status
+from kepler_app_service.releases import events, pods, repository, service
+from kepler_app_service.releases.imports import import_deployments
 from kepler_app_service.releases.schemas import (
     INT32_MAX,
     AppSettingsUpdate,
-    AppStatus,
     Deployment,
     DeploymentCreate,
     DeploymentPage,
-    KubeEvent,
+    ImportRequest,
+    ImportResult,
     KubeEventPage,
-    Pod,
     PodPage,
     Release,
     ReleaseChange,
@@ -45,52 +49,54 @@ from kepler_kit.errors import (
     Unauthorized,
     error_responses,
 )
-from kepler_kit.names import AppName, NamespaceName
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
 from kepler_kit.problems import problem_response
 from kepler_kit.text import Line
-from kepler_kube.base import ClusterUnavailable, Kube
-from kepler_kube.registry import ClusterRegistry
+from kepler_kube.base import ClusterUnavailable
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
 DENIED = (Unauthorized, Forbidden, NotFound)
-ReleaseInPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A release number")]
+
+
+# Path parameters after the app's are dependencies too: FastAPI lists an endpoint's own parameters before
+# its dependencies', and the OpenAPI document keeps them in path order (generated clients follow it).
+def _deployment_id(deployment_id: uuid.UUID) -> uuid.UUID:
+    return deployment_id
+
+
+def _release_number(number: Annotated[int, Path(ge=1, le=INT32_MAX, description="A release number")]) -> int:
+    return number
+
+
+def _pod_name(pod: Annotated[Line, StringConstraints(max_length=253), "pod name"]) -> str:
+    return pod
+
+
+DeploymentIdInPath = Annotated[uuid.UUID, Depends(_deployment_id)]
+ReleaseInPath = Annotated[int, Depends(_release_number)]
+PodInPath = Annotated[str, Depends(_pod_name)]
 SSE_RESPONSE = stream_response("Server-Sent Events: status, replicas, pods and auto_rollback")
-
-
-async def _app(session: AsyncSession, namespace: str, app: str) -> models.App:
-    return await apps.get_app(session, await apps.get_namespace(session, namespace), app)
-
-
-async def _kube(request: Request, session: AsyncSession, namespace: str) -> Kube:
-    registry: ClusterRegistry = request.state.clusters
-    return await registry.for_namespace(session, namespace, request.state.settings.default_cluster)
 
 
 async def _accepted(
     request: Request,
-    session: AsyncSession,
-    namespace: str,
-    result: tuple[models.Deployment, int],
     response: Response,
+    cluster: ClusterLookup,
+    app: models.App,
+    result: tuple[models.Deployment, int],
 ) -> Deployment | Response:
     """201 with the deployment; when the cluster is down, 503 naming it, the deployment kept pending."""
     deployment, release = result
     location = f"{request.url.path.rsplit('/', 1)[0]}/deployments/{deployment.id}"
     try:
-        kube = await _kube(request, session, namespace)
-        if not request.state.clusters.recently_reached(kube.name):  # a deploy need not cost a round trip
-            await kube.ping()
-            request.state.clusters.reached(kube.name)
+        await cluster.reachable()
     except ClusterUnavailable as exc:
-        request.state.clusters.failed(exc)
         exc.extra["deployment"] = str(deployment.id)
         exc.detail = f"{exc.detail} The deployment is recorded as pending and proceeds when it is back."
         return problem_response(exc, request.url.path, {"Location": location})
     response.headers["Location"] = location
-    app = await session.get(models.App, deployment.app_id)
-    return service.deployment_out(deployment, app.name if app else "", release)
+    return service.deployment_out(deployment, app.name, release)
 
 
 @router.post(
@@ -101,42 +107,36 @@ async def _accepted(
     summary="Deploy an image (a new release) or an existing release",
 )
 async def create_deployment(
-    namespace: NamespaceName,
-    app: AppName,
+    namespace: NamespaceInPath,
+    app: AppInPath,
     body: DeploymentCreate,
     request: Request,
     response: Response,
     session: DbSession,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.deploy_create),
 ) -> Deployment | Response:
-    result = await service.deploy(
-        session, access.principal, namespace, await _app(session, namespace, app), body
-    )
-    return await _accepted(request, session, namespace, result, response)
+    result = await service.deploy(session, access.principal, namespace.name, app, body)
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.get("/deployments", responses=error_responses(*DENIED), summary="An app's deployments, newest first")
 async def list_deployments(
-    namespace: NamespaceName,
-    app: AppName,
-    session: DbSession,
-    page: PageParams,
-    _: Access = require(Action.deploy_view),
+    session: DbSession, page: PageParams, app: AppInPath, _: Access = require(Action.deploy_view)
 ) -> DeploymentPage:
-    return await service.list_deployments(session, await _app(session, namespace, app), page)
+    return await service.list_deployments(session, app, page)
 
 
 @router.get(
     "/deployments/{deployment_id}", responses=error_responses(*DENIED), summary="A deployment's latest state"
 )
 async def get_deployment(
-    namespace: NamespaceName,
-    app: AppName,
-    deployment_id: uuid.UUID,
+    app: AppInPath,
+    deployment_id: DeploymentIdInPath,
     session: DbSession,
     _: Access = require(Action.deploy_view),
 ) -> Deployment:
-    return await service.get_deployment(session, await _app(session, namespace, app), deployment_id)
+    return await service.get_deployment(session, app, deployment_id)
 
 
 @router.get(
@@ -146,15 +146,14 @@ async def get_deployment(
     summary="Follow a deployment live (Server-Sent Events; resumes from Last-Event-ID)",
 )
 async def follow_deployment(
-    namespace: NamespaceName,
-    app: AppName,
-    deployment_id: uuid.UUID,
+    app: AppInPath,
+    deployment_id: DeploymentIdInPath,
     request: Request,
     session: DbSession,
     last_event_id: Annotated[int, Header(ge=0, le=2**63 - 1, description="Resume after this event id")] = 0,
     _: Access = require(Action.deploy_view),
 ) -> StreamingResponse:
-    await service.get_deployment(session, await _app(session, namespace, app), deployment_id)
+    await service.get_deployment(session, app, deployment_id)
     stream: AsyncIterator[str] = events.follow(
         request.state.sessionmaker, request.state.arq, deployment_id, last_event_id
     )
@@ -169,15 +168,13 @@ async def follow_deployment(
     summary="Cancel a deployment that has not started",
 )
 async def cancel_deployment(
-    namespace: NamespaceName,
-    app: AppName,
-    deployment_id: uuid.UUID,
+    namespace: NamespaceInPath,
+    app: AppInPath,
+    deployment_id: DeploymentIdInPath,
     session: DbSession,
     access: Access = require(Action.deploy_create),
 ) -> None:
-    await service.cancel(
-        session, access.principal, namespace, await _app(session, namespace, app), deployment_id
-    )
+    await service.cancel(session, access.principal, namespace.name, app, deployment_id)
 
 
 @router.post(
@@ -187,16 +184,15 @@ async def cancel_deployment(
     summary="Approve a deployment waiting for approval (someone other than its requester)",
 )
 async def approve_deployment(
-    namespace: NamespaceName,
-    app: AppName,
-    deployment_id: uuid.UUID,
+    namespace: NamespaceInPath,
+    app: AppInPath,
+    deployment_id: DeploymentIdInPath,
     session: DbSession,
     access: Access = require(Action.deploy_approve),
 ) -> Deployment:
-    target = await _app(session, namespace, app)
-    deployment = await service.approve(session, access.principal, namespace, target, deployment_id)
+    deployment = await service.approve(session, access.principal, namespace.name, app, deployment_id)
     release = await repository.release_by_id(session, deployment.release_id)
-    return service.deployment_out(deployment, target.name, release.number)
+    return service.deployment_out(deployment, app.name, release.number)
 
 
 @router.post(
@@ -207,17 +203,17 @@ async def approve_deployment(
     summary="Re-apply an earlier release whole (default: the last one that rolled out)",
 )
 async def rollback_app(
-    namespace: NamespaceName,
-    app: AppName,
+    namespace: NamespaceInPath,
+    app: AppInPath,
     body: RollbackRequest,
     request: Request,
     response: Response,
     session: DbSession,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.app_rollback),
 ) -> Deployment | Response:
-    target = await _app(session, namespace, app)
-    result = await service.rollback(session, access.principal, namespace, target, body.to_release)
-    return await _accepted(request, session, namespace, result, response)
+    result = await service.rollback(session, access.principal, namespace.name, app, body.to_release)
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.post(
@@ -228,19 +224,19 @@ async def rollback_app(
     summary="Change resources, env, command/args or probes: a new release, deployed at once",
 )
 async def change_release(
-    namespace: NamespaceName,
-    app: AppName,
+    namespace: NamespaceInPath,
+    app: AppInPath,
     body: ReleaseChange,
     request: Request,
     response: Response,
     session: DbSession,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.app_config),
 ) -> Deployment | Response:
     if not body.model_fields_set:
         raise BadRequest("Give at least one of resources, env, command, args, probes.")
-    target = await _app(session, namespace, app)
-    result = await service.change(session, access.principal, namespace, target, body, "change")
-    return await _accepted(request, session, namespace, result, response)
+    result = await service.change(session, access.principal, namespace.name, app, body, "change")
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.post(
@@ -251,16 +247,16 @@ async def change_release(
     summary="Restart every pod (a new release with a new pod template)",
 )
 async def restart_app(
-    namespace: NamespaceName,
-    app: AppName,
+    namespace: NamespaceInPath,
+    app: AppInPath,
     request: Request,
     response: Response,
     session: DbSession,
+    cluster: ClusterWhenNeeded,
     access: Access = require(Action.deploy_create),
 ) -> Deployment | Response:
-    target = await _app(session, namespace, app)
-    result = await service.change(session, access.principal, namespace, target, None, "restart")
-    return await _accepted(request, session, namespace, result, response)
+    result = await service.change(session, access.principal, namespace.name, app, None, "restart")
+    return await _accepted(request, response, cluster, app, result)
 
 
 @router.post(
@@ -270,94 +266,60 @@ async def restart_app(
     summary="Scale now (recorded; later releases start from this count)",
 )
 async def scale_app(
-    namespace: NamespaceName,
-    app: AppName,
     body: ScaleRequest,
-    request: Request,
     session: DbSession,
+    kube: ClusterClient,
+    namespace: NamespaceInPath,
+    app: AppInPath,
     access: Access = require(Action.app_scale),
 ) -> None:
-    kube = await _kube(request, session, namespace)
-    await service.scale(
-        session, access.principal, namespace, await _app(session, namespace, app), body.replicas, kube
-    )
+    await service.scale(session, access.principal, namespace.name, app, body.replicas, kube)
 
 
 @router.patch("/settings", responses=error_responses(*DENIED), summary="Turn automatic rollback on or off")
 async def update_app_settings(
-    namespace: NamespaceName,
-    app: AppName,
+    namespace: NamespaceInPath,
+    app: AppInPath,
     body: AppSettingsUpdate,
     session: DbSession,
     access: Access = require(Action.app_update),
 ) -> AppStatus:
-    target = await _app(session, namespace, app)
-    target.auto_rollback = body.auto_rollback
-    apps._audit(
-        session, access.principal, "app.settings", "app", app, namespace, auto_rollback=body.auto_rollback
-    )
-    return _status(target)
+    service.set_auto_rollback(session, access.principal, namespace.name, app, body.auto_rollback)
+    return app_status(app)
 
 
 @router.get("/releases", responses=error_responses(*DENIED), summary="Release history, newest first")
 async def list_releases(
-    namespace: NamespaceName,
-    app: AppName,
-    session: DbSession,
-    page: PageParams,
-    _: Access = require(Action.deploy_view),
+    session: DbSession, page: PageParams, app: AppInPath, _: Access = require(Action.deploy_view)
 ) -> ReleasePage:
-    return await service.list_releases(session, await _app(session, namespace, app), page)
+    return await service.list_releases(session, app, page)
 
 
 @router.get("/releases/{number}", responses=error_responses(*DENIED), summary="One release, whole")
 async def get_release(
-    namespace: NamespaceName,
-    app: AppName,
-    number: ReleaseInPath,
-    session: DbSession,
-    _: Access = require(Action.deploy_view),
+    app: AppInPath, number: ReleaseInPath, session: DbSession, _: Access = require(Action.deploy_view)
 ) -> Release:
-    return service.release_out(
-        await service.get_release(session, await _app(session, namespace, app), number)
-    )
+    return service.release_out(await service.get_release(session, app, number))
 
 
 @router.get(
     "/releases/{number}/diff", responses=error_responses(*DENIED), summary="What changed between two releases"
 )
 async def diff_releases(
-    namespace: NamespaceName,
-    app: AppName,
+    app: AppInPath,
     number: ReleaseInPath,
     against: Annotated[int, Query(ge=1, le=INT32_MAX, description="The release to compare with")],
     session: DbSession,
     _: Access = require(Action.deploy_view),
 ) -> ReleaseDiff:
-    return await service.diff(session, await _app(session, namespace, app), against, number)
+    return await service.diff(session, app, against, number)
 
 
 @router.get(
     "/status", responses=error_responses(*DENIED), summary="Live rollout status, from Kepler's own records"
 )
-async def get_app_status(
-    namespace: NamespaceName, app: AppName, session: DbSession, _: Access = require(Action.app_view)
-) -> AppStatus:
-    return _status(await _app(session, namespace, app))
-
-
-def _status(app: models.App) -> AppStatus:
-    live = app.live or {}
-    return AppStatus(
-        app=app.name,
-        current_release=app.current_release,
-        rollout=live.get("rollout"),
-        desired=live.get("desired"),
-        ready=live.get("ready"),
-        updated=live.get("updated"),
-        available=live.get("available"),
-        updated_at=live.get("at"),
-    )
+async def get_app_status(app: AppInPath, _: Access = require(Action.app_view)) -> AppStatus:
+    return app_status(app)
 
 
 @router.get(
@@ -366,17 +328,13 @@ def _status(app: models.App) -> AppStatus:
     summary="The app's pods",
 )
 async def list_pods(
-    namespace: NamespaceName,
-    app: AppName,
-    request: Request,
-    session: DbSession,
     page: PageParams,
+    namespace: NamespaceInPath,
+    app: AppInPath,
+    kube: ClusterClient,
     _: Access = require(Action.pod_view),
 ) -> PodPage:
-    target = await _app(session, namespace, app)
-    kube = await _kube(request, session, namespace)
-    pods = (await kube.list("Pod", namespace, _selector(target)))["items"]
-    return service.pods_page([_pod(pod, target.current_release) for pod in pods], page)
+    return await pods.list_pods(kube, namespace.name, app, page)
 
 
 @router.delete(
@@ -386,23 +344,14 @@ async def list_pods(
     summary="Delete one of the app's pods (its ReplicaSet replaces it)",
 )
 async def delete_pod(
-    namespace: NamespaceName,
-    app: AppName,
-    pod: Annotated[Line, StringConstraints(max_length=253), "pod name"],
-    request: Request,
+    namespace: NamespaceInPath,
+    app: AppInPath,
+    pod: PodInPath,
+    kube: ClusterClient,
     session: DbSession,
     access: Access = require(Action.pod_delete),
 ) -> None:
-    target = await _app(session, namespace, app)
-    kube = await _kube(request, session, namespace)
-    found = await kube.get("Pod", namespace, pod)
-    labels = ((found or {}).get("metadata") or {}).get("labels") or {}
-    if found is None or any(
-        labels.get(k) != v for k, v in (target.selector or manifests.selector(app)).items()
-    ):
-        raise NotFound(f"App '{app}' has no pod '{pod}'.")
-    await kube.delete("Pod", namespace, pod)
-    apps._audit(session, access.principal, "pod.delete", "pod", pod, namespace, app=target.name)
+    await pods.delete_pod(session, access.principal, kube, namespace.name, app, pod)
 
 
 @router.get(
@@ -411,116 +360,29 @@ async def delete_pod(
     summary="Kubernetes events about the app, newest first",
 )
 async def list_kube_events(
-    namespace: NamespaceName,
-    app: AppName,
-    request: Request,
-    session: DbSession,
     page: PageParams,
+    namespace: NamespaceInPath,
+    app: AppInPath,
+    kube: ClusterClient,
     _: Access = require(Action.app_view),
 ) -> KubeEventPage:
-    await _app(session, namespace, app)
-    kube = await _kube(request, session, namespace)
-    items = (await kube.list("Event", namespace))["items"]
-    about = [e for e in items if _about(app, (e.get("involvedObject") or {}).get("name", ""))]
-    return service.kube_events_page([_event(e) for e in about], page)
+    return await pods.kube_events(kube, namespace.name, app, page)
 
 
-def _selector(app: models.App) -> str:
-    return manifests.label_selector(app.selector or manifests.selector(app.name))
+imports_router = APIRouter(prefix="/api/v1/namespaces/{namespace}", tags=["apps"])
 
 
-def _pod(pod: manifests.Obj, current: int | None) -> Pod:
-    state = PodState.of(pod)
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return Pod(
-        name=state.name,
-        phase=state.phase,
-        ready=state.ready,
-        restarts=state.restarts,
-        node=state.node,
-        release=int(state.release) if state.release and state.release.isdigit() else None,
-        current=state.release is not None and state.release == str(current),
-        containers=[
-            {"name": c.get("name"), "image": c.get("image"), "ready": c.get("ready"), "state": c.get("state")}
-            for c in statuses
-        ],
-        created_at=(pod.get("metadata") or {}).get("creationTimestamp"),
-    )
-
-
-def _about(app: str, involved: str) -> bool:
-    """The app's Deployment, its ReplicaSets (`app-<hash>`) and their pods; not another app `appx`."""
-    return involved == app or involved.startswith(f"{app}-")
-
-
-def _event(event: manifests.Obj) -> KubeEvent:
-    involved = event.get("involvedObject") or {}
-    return KubeEvent(
-        name=(event.get("metadata") or {}).get("name", ""),
-        type=event.get("type", "Normal"),
-        reason=event.get("reason", ""),
-        message=event.get("message", ""),
-        object=f"{involved.get('kind', '')}/{involved.get('name', '')}",
-        count=int(event.get("count") or (event.get("series") or {}).get("count") or 1),
-        last_seen=_last_seen(event),
-    )
-
-
-def _last_seen(event: manifests.Obj) -> datetime | None:
-    """The newest of the times an event carries: core/v1 recorders set lastTimestamp, events.k8s.io
-    recorders set eventTime and, for a repeated event, series.lastObservedTime."""
-    stamps = (
-        (event.get("series") or {}).get("lastObservedTime"),
-        event.get("lastTimestamp"),
-        event.get("eventTime"),
-    )
-    seen = [parsed for stamp in stamps if (parsed := _timestamp(stamp)) is not None]
-    return max(seen, default=None)
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-namespace_router = APIRouter(prefix="/api/v1/namespaces/{namespace}", tags=["apps"])
-
-
-class ImportRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    deployments: list[AppName] | None = Field(None, max_length=500, description="Default: every Deployment")
-
-
-@namespace_router.post(
+@imports_router.post(
     "/imports",
     responses=error_responses(*DENIED, Conflict, ServiceUnavailable),
     summary="Adopt Deployments already running in the namespace as apps",
 )
 async def import_apps(
-    namespace: NamespaceName,
+    namespace: NamespaceInPath,
     body: ImportRequest,
-    request: Request,
+    kube: ClusterClient,
     session: DbSession,
     access: Access = require(Action.app_create),
 ) -> ImportResult:
-    ns = await apps.get_namespace(session, namespace)
-    kube = await _kube(request, session, namespace)
     only = set(body.deployments) if body.deployments is not None else None
-    return await adopt(session, access.principal, ns, kube, only)
-
-
-async def was_deployed(session: AsyncSession, app: models.App) -> bool:
-    return app.current_release is not None or await repository.latest_release(session, app.id) is not None
-
-
-async def remove_objects(request: Request, session: AsyncSession, namespace: str, app: str) -> None:
-    """Deleting an app deletes what Kepler created for it; an unreachable cluster stops the delete."""
-    kube = await _kube(request, session, namespace)
-    for kind in ("Deployment", "Service"):
-        await kube.delete(kind, namespace, app)
+    return await import_deployments(session, access.principal, namespace, kube, only)

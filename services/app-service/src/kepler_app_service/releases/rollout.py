@@ -1,5 +1,6 @@
 """Reading a Deployment as `kubectl rollout status` does, plus the crash loops kubectl would wait out."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ CRASH_REASONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rollout:
     done: bool
     failed: bool
@@ -62,7 +63,16 @@ def rollout_status(deployment: Obj, stale_timeout: Obj | None = None) -> Rollout
     available, total = int(status.get("availableReplicas", 0)), int(status.get("replicas", 0))
 
     def result(done: bool, failed: bool, message: str, reason: str | None = None) -> Rollout:
-        return Rollout(done, failed, reason, message, desired, updated, ready, available)
+        return Rollout(
+            done=done,
+            failed=failed,
+            reason=reason,
+            message=message,
+            desired=desired,
+            updated=updated,
+            ready=ready,
+            available=available,
+        )
 
     generation = int((deployment.get("metadata") or {}).get("generation", 0))
     if generation > int(status.get("observedGeneration", 0)):
@@ -138,3 +148,18 @@ def crash_looping(pods: list[PodState], release: int, threshold: int) -> PodStat
         ):
             return pod
     return None
+
+
+def ended(reason: str, message: str, counts: Mapping[str, int]) -> Rollout:
+    """A rollout Kepler ends itself (its deadline, a deleted Deployment, a crash loop), at the counts
+    last seen."""
+    return Rollout(
+        done=False,
+        failed=True,
+        reason=reason,
+        message=message,
+        desired=counts.get("desired", 0),
+        updated=counts.get("updated", 0),
+        ready=counts.get("ready", 0),
+        available=counts.get("available", 0),
+    )

@@ -14,8 +14,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kepler_app_service import SERVICE
 from kepler_app_service.releases import events, manifests, repository, service
-from kepler_app_service.releases.rollout import PodState, Rollout, crash_looping, rollout_status, timed_out
+from kepler_app_service.releases.rollout import (
+    PodState,
+    Rollout,
+    crash_looping,
+    ended,
+    rollout_status,
+    timed_out,
+)
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import models
 from kepler_kit.audit import record_audit
@@ -161,7 +169,7 @@ class Runner:
                     return None
             first = False
             rollout, version = await self._watch_once(target, progress, version, rollout)
-        return Rollout(False, True, "KeplerDeadline", "the rollout did not finish in time", *_counts(rollout))
+        return ended("KeplerDeadline", "the rollout did not finish in time", rollout.counts)
 
     async def _watch_once(
         self, target: Target, progress: Progress, version: str, rollout: Rollout
@@ -172,9 +180,7 @@ class Runner:
             async for kind, obj in target.kube.watch("Deployment", target.namespace, version, selector):
                 version = obj.get("metadata", {}).get("resourceVersion", version)
                 if kind == "DELETED":
-                    return Rollout(
-                        False, True, "Deleted", "the Deployment was deleted", *_counts(rollout)
-                    ), version
+                    return ended("Deleted", "the Deployment was deleted", rollout.counts), version
                 if kind in ("ADDED", "MODIFIED"):
                     rollout = rollout_status(obj, progress.stale_timeout)
                     if rollout.counts != progress.last_counts:
@@ -185,9 +191,7 @@ class Runner:
         except WatchExpired:
             current = await target.kube.get("Deployment", target.namespace, target.app)
             if current is None:
-                return Rollout(
-                    False, True, "Deleted", "the Deployment was deleted", *_counts(rollout)
-                ), version
+                return ended("Deleted", "the Deployment was deleted", rollout.counts), version
             return rollout_status(current, progress.stale_timeout), current["metadata"]["resourceVersion"]
         except ClusterUnavailable as exc:
             self.registry.failed(exc)
@@ -221,14 +225,7 @@ class Runner:
         if crash is None:
             return None
         message = f"pod {crash.name} is in {crash.waiting_reason} after {crash.restarts} restarts"
-        counts = progress.last_counts
-        return Rollout(
-            False,
-            True,
-            "CrashLoop",
-            message,
-            *(counts.get(k, 0) for k in ("desired", "updated", "ready", "available")),
-        )
+        return ended("CrashLoop", message, progress.last_counts)
 
     async def _still_ours(
         self, target: Target, progress: Progress, rollout: Rollout, version: str, force: bool = False
@@ -301,7 +298,7 @@ class Runner:
         record_audit(
             session,
             SYSTEM,
-            service=service.SERVICE,
+            service=SERVICE,
             action="app.auto_rollback",
             target_type="app",
             target=app.name,
@@ -311,10 +308,6 @@ class Runner:
         log.warning(
             "auto_rollback", app=app.name, namespace=target.namespace, to_release=good.number, reason=reason
         )
-
-
-def _counts(rollout: Rollout) -> tuple[int, int, int, int]:
-    return rollout.desired, rollout.updated, rollout.ready, rollout.available
 
 
 def _pod(pod: PodState) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kepler_app_service.apps.schemas import Ports
 from kepler_app_service.releases.spec import Argv, Env, ImageRef, Probes, ReleaseSpec, Resources
-from kepler_app_service.schemas import Ports
+from kepler_kit.names import AppName
 from kepler_kit.pagination import Page
 
 DeploymentState = Literal[
@@ -132,12 +133,15 @@ class KubeEventPage(Page[KubeEvent]):
     hour of them)."""
 
 
-class AppStatus(BaseModel):
-    app: str
-    current_release: int | None
-    rollout: str | None
-    desired: int | None
-    ready: int | None
-    updated: int | None
-    available: int | None
-    updated_at: str | None
+class ImportRequest(Strict):
+    deployments: list[AppName] | None = Field(None, max_length=500, description="Default: every Deployment")
+
+
+class Skipped(BaseModel):
+    name: str
+    reason: str
+
+
+class ImportResult(BaseModel):
+    imported: list[str]
+    skipped: list[Skipped]

@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kepler_app_service import SERVICE
+from kepler_app_service.audit import audit
 from kepler_app_service.releases import events, manifests, repository
 from kepler_app_service.releases.schemas import (
     Deployment,
@@ -34,9 +36,9 @@ from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
 from kepler_kit.pagination import Int32, PageRequest, page_of
-from kepler_kube.base import Kube
+from kepler_kube.base import ClusterUnavailable, Kube
+from kepler_kube.registry import ClusterRegistry
 
-SERVICE = contracts.Service.APP.value
 RUN_DEPLOYMENT = contracts.RUN_DEPLOYMENT
 AWAITING_APPROVAL = "AwaitingApproval"
 
@@ -362,3 +364,35 @@ def kube_events_page(items: list[KubeEvent], page: PageRequest) -> KubeEventPage
     if after is not None:
         rows = [e for e in rows if _seen(e) < after]
     return page_of(KubeEventPage, rows[: page.limit + 1], page.limit, lambda e: list(_seen(e)), lambda e: e)
+
+
+async def was_deployed(session: AsyncSession, app: models.App) -> bool:
+    """Whether Kepler may have created objects for the app on its cluster."""
+    return app.current_release is not None or await repository.latest_release(session, app.id) is not None
+
+
+async def remove_objects(kube: Kube, namespace: str, app: str) -> None:
+    """Deleting an app deletes what Kepler created for it; an unreachable cluster stops the delete."""
+    for kind in ("Deployment", "Service"):
+        await kube.delete(kind, namespace, app)
+
+
+async def reachable_cluster(
+    session: AsyncSession, clusters: ClusterRegistry, namespace: str, default: str | None
+) -> Kube:
+    """The namespace's cluster, called unless it answered moments ago (a deploy need not cost a round
+    trip); raises ClusterUnavailable, recorded as the cluster's health."""
+    try:
+        kube = await clusters.for_namespace(session, namespace, default)
+        if not clusters.recently_reached(kube.name):
+            await kube.ping()
+            clusters.reached(kube.name)
+    except ClusterUnavailable as exc:
+        clusters.failed(exc)
+        raise
+    return kube
+
+
+def set_auto_rollback(session: AsyncSession, who: Principal, ns: str, app: models.App, enabled: bool) -> None:
+    app.auto_rollback = enabled
+    audit(session, who, "app.settings", "app", app.name, ns, auto_rollback=enabled)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kepler_app_service.schemas import Port, Ports
+from kepler_app_service.apps.schemas import Port, Ports
 from kepler_kit.text import Line, SingleLine, Text
 
 # distribution/reference grammar: [domain[:port]/]path[:tag][@sha256:digest]

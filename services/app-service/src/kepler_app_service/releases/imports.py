@@ -1,33 +1,24 @@
-"""Adopting Deployments that already run in a namespace, as Kepler Cloud's sync did: each becomes an app
+"""Importing Deployments that already run in a namespace, as Kepler Cloud's sync did: each becomes an app
 whose release 1 is read back from its pod template, keeping its own selector (selectors are immutable)."""
 
 import re
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service import repository
+from kepler_app_service.apps import repository
+from kepler_app_service.audit import audit
 from kepler_app_service.releases import service
 from kepler_app_service.releases.manifests import MANAGED_BY
+from kepler_app_service.releases.schemas import ImportResult, Skipped
 from kepler_app_service.releases.spec import ReleaseSpec
 from kepler_db import models
-from kepler_kit.audit import record_audit
 from kepler_kit.identity import Principal
 from kepler_kube.base import Kube
 
 _APP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 Obj = dict[str, Any]
-
-
-class Skipped(BaseModel):
-    name: str
-    reason: str
-
-
-class ImportResult(BaseModel):
-    imported: list[str]
-    skipped: list[Skipped]
 
 
 def _probe(probe: Obj | None) -> Obj | None:
@@ -85,9 +76,10 @@ def spec_of(deployment: Obj) -> ReleaseSpec:
     )
 
 
-async def adopt(
+async def import_deployments(
     session: AsyncSession, who: Principal, namespace: models.Namespace, kube: Kube, only: set[str] | None
 ) -> ImportResult:
+    """Each Deployment (of `only`, when given) becomes an app, or is listed as skipped with the reason."""
     result = ImportResult(imported=[], skipped=[])
     for deployment in (await kube.list("Deployment", namespace.name))["items"]:
         metadata = deployment.get("metadata") or {}
@@ -96,7 +88,7 @@ async def adopt(
             continue
         reason = await _why_not(session, namespace, deployment)
         if reason is None:
-            reason = await _adopt_one(session, who, namespace, deployment)
+            reason = await _import_one(session, who, namespace, deployment)
         if reason is None:
             result.imported.append(name)
         else:
@@ -118,7 +110,7 @@ async def _why_not(session: AsyncSession, namespace: models.Namespace, deploymen
     return None
 
 
-async def _adopt_one(
+async def _import_one(
     session: AsyncSession, who: Principal, namespace: models.Namespace, deployment: Obj
 ) -> str | None:
     try:
@@ -139,13 +131,5 @@ async def _adopt_one(
     session.add(app)
     await session.flush()
     await service.new_release(session, app, spec, "import", who)
-    record_audit(
-        session,
-        who,
-        service=service.SERVICE,
-        action="app.import",
-        target_type="app",
-        target=name,
-        namespace=namespace.name,
-    )
+    audit(session, who, "app.import", "app", name, namespace.name)
     return None

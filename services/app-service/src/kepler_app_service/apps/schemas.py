@@ -1,4 +1,4 @@
-"""What app-service's API accepts and returns."""
+"""What the app endpoints accept and return."""
 
 import re
 import uuid
@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from kepler_db import Role
-from kepler_kit.names import AppName, NamespaceName, PortName
+from kepler_app_service.fields import Description, Strict
+from kepler_kit.names import AppName, PortName
 from kepler_kit.pagination import Page
-from kepler_kit.text import Email, Line, Text
+from kepler_kit.text import Line
 
 _GIT_URL = re.compile(r"^(https?://[^\s/]+/\S+|ssh://[^\s/]+/\S+|[\w.-]+@[\w.-]+:[\w./~-]+)$")
 _REF_FORBIDDEN = re.compile(r"(^[-/.]|\.\.|[\s~^:?*\[\\]|@\{|//|/$|\.lock$|\.$)")
@@ -40,53 +40,6 @@ RepoPath = Annotated[Line, StringConstraints(min_length=1, max_length=1024), Aft
 Language = Annotated[
     Line, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9+#._-]*$")
 ]
-DisplayName = Annotated[Line, StringConstraints(max_length=200)]
-Description = Annotated[Text, StringConstraints(max_length=2000)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NamespaceCreate(Strict):
-    name: NamespaceName = Field(description="DNS-1123 label; also the Kubernetes namespace name")
-    cluster: NamespaceName | None = Field(
-        None, description="The cluster it runs on (default: the platform's)"
-    )
-    display_name: DisplayName = ""
-    description: Description = ""
-
-
-class NamespaceUpdate(Strict):
-    display_name: DisplayName | None = None
-    description: Description | None = None
-    allow_exec: bool | None = Field(None, description="Whether developers may open terminals into pods")
-    require_deploy_approval: bool | None = Field(None, description="Whether deploys wait for a maintainer")
-
-
-class NamespaceCluster(BaseModel):
-    name: str
-    reachable: bool | None = Field(
-        description="False when its last call failed or its credentials do not load; null when not called yet"
-    )
-    detail: str | None
-
-
-class Namespace(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    name: str
-    display_name: str
-    description: str
-    status: Literal["provisioning", "active", "failed"]
-    allow_exec: bool
-    require_deploy_approval: bool
-    created_at: datetime
-    updated_at: datetime
-    cluster: NamespaceCluster | None = Field(
-        None, description="Where it runs and what Kepler last found there; given when one namespace is read"
-    )
 
 
 class Port(Strict):
@@ -160,30 +113,5 @@ class AppLive(BaseModel):
     at: str | None = Field(None, description="When Kepler last saw a change")
 
 
-class NamespacePage(Page[Namespace]):
-    pass
-
-
 class AppPage(Page[App]):
-    pass
-
-
-class MemberCreate(Strict):
-    email: Email
-    role: Role
-
-
-class MemberUpdate(Strict):
-    role: Role
-
-
-class Member(BaseModel):
-    user_id: uuid.UUID
-    email: str
-    display_name: str
-    role: Role
-    created_at: datetime
-
-
-class MemberPage(Page[Member]):
     pass
