@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.kube.base import Kube
-from kepler_app_service.releases import events, manifests, repository
+from kepler_app_service.releases import manifests, repository
+from kepler_app_service.releases.lifecycle import Audit, begin, move
 from kepler_app_service.releases.schemas import (
     Deployment,
     DeploymentCreate,
@@ -27,6 +28,7 @@ from kepler_app_service.releases.schemas import (
     ReleasePage,
 )
 from kepler_app_service.releases.spec import ReleaseSpec
+from kepler_app_service.releases.states import AWAITING_APPROVAL
 from kepler_db import models
 from kepler_kit.audit import record_audit
 from kepler_kit.context import current_request_id
@@ -37,7 +39,6 @@ from kepler_kit.pagination import Int32, PageRequest, page_of
 
 SERVICE = "app-service"
 RUN_DEPLOYMENT = "run_deployment"
-AWAITING_APPROVAL = "AwaitingApproval"
 
 
 def _audit(
@@ -91,7 +92,7 @@ async def start_deployment(
     """
     for older in await repository.active_deployments(session, app.id):
         if older.status is models.DeploymentStatus.pending:
-            _finish(
+            await move(
                 session,
                 older,
                 models.DeploymentStatus.superseded,
@@ -103,7 +104,6 @@ async def start_deployment(
     deployment = models.Deployment(
         app_id=app.id,
         release_id=release.id,
-        status=models.DeploymentStatus.pending,
         reason=AWAITING_APPROVAL if waits else None,
         message="a maintainer other than the requester must approve it" if waits else None,
         automatic=automatic,
@@ -111,11 +111,7 @@ async def start_deployment(
         replicas={},
         request_id=current_request_id(),
     )
-    session.add(deployment)
-    await session.flush()
-    events.record(
-        session, deployment, "status", {**events.status_event(deployment), "release": release.number}
-    )
+    await begin(session, deployment, release=release.number)
     if not waits:
         enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), "0")
     return deployment
@@ -132,23 +128,12 @@ async def approve(
         raise Conflict("This deployment is not waiting for approval.")
     if deployment.requested_by is not None and deployment.requested_by == who.user_id:
         raise Forbidden("Someone other than the requester must approve a deployment.")
-    deployment.reason, deployment.message = None, f"approved by {who.name}"
-    events.record(session, deployment, "status", events.status_event(deployment))
+    audit = Audit(who, SERVICE, "app.deploy_approve", app.name, ns, {"deployment": str(deployment.id)})
+    await move(
+        session, deployment, models.DeploymentStatus.pending, None, f"approved by {who.name}", audit=audit
+    )
     enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), str(deployment.attempt))
-    _audit(session, who, "app.deploy_approve", app, ns, deployment=str(deployment.id))
     return deployment
-
-
-def _finish(
-    session: AsyncSession,
-    deployment: models.Deployment,
-    status: models.DeploymentStatus,
-    reason: str,
-    message: str,
-) -> None:
-    deployment.status, deployment.reason, deployment.message = status, reason, message[:2000]
-    deployment.finished_at = datetime.now(UTC)
-    events.record(session, deployment, "status", events.status_event(deployment))
 
 
 def _merged(base: ReleaseSpec | None, body: DeploymentCreate | ReleaseChange, app: models.App) -> ReleaseSpec:
@@ -254,8 +239,15 @@ async def cancel(
         raise NotFound("No such deployment for this app.")
     if deployment.status is not models.DeploymentStatus.pending:
         raise Conflict(f"Only a pending deployment can be cancelled; this one is {deployment.status.value}.")
-    _finish(session, deployment, models.DeploymentStatus.cancelled, "Cancelled", f"cancelled by {who.name}")
-    _audit(session, who, "app.deploy_cancel", app, ns, deployment=str(deployment.id))
+    audit = Audit(who, SERVICE, "app.deploy_cancel", app.name, ns, {"deployment": str(deployment.id)})
+    await move(
+        session,
+        deployment,
+        models.DeploymentStatus.cancelled,
+        "Cancelled",
+        f"cancelled by {who.name}",
+        audit=audit,
+    )
 
 
 def deployment_out(deployment: models.Deployment, app: str, release: int) -> Deployment:
