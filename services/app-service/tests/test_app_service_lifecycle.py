@@ -22,11 +22,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import kepler_app_service
-from kepler_app_service.releases.states import AWAITING_APPROVAL, DEPLOYMENTS, WHILE_AWAITING_APPROVAL
+from kepler_app_service.releases.lifecycle import move
+from kepler_app_service.releases.states import (
+    ACTIVE,
+    AWAITING_APPROVAL,
+    DEPLOYMENTS,
+    WHILE_AWAITING_APPROVAL,
+)
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
 from kepler_db import Cluster, Deployment, DeploymentEvent, DeploymentStatus, Role, User
 from kepler_kit.jobs import WorkerContext, sweep
+from kepler_kit.lifecycle import IllegalTransition
 from kepler_kit.metrics import REGISTRY
 from kepler_kit.testing.identities import Minter, make_member, make_user
 from kepler_kubefake import KubeFake, ServerError
@@ -289,3 +296,23 @@ class TestOneWriter:
         assert status_writes("namespace.status = NamespaceStatus.active", deployments_only=True) == []
         schema = "from kepler_app_service.releases.schemas import Deployment\nDeployment(status=s)"
         assert status_writes(schema, deployments_only=False) == []
+
+
+class TestTable:
+    def test_active_is_what_the_api_always_called_active(self) -> None:
+        """The sweeper, the claim and the event stream's end all read ACTIVE: it must not drift."""
+        assert {DeploymentStatus.pending, DeploymentStatus.applying, DeploymentStatus.progressing} == ACTIVE
+        assert set(DeploymentStatus) - ACTIVE == DEPLOYMENTS.terminal
+
+    async def test_a_deployment_awaiting_approval_cannot_start(self, session: AsyncSession) -> None:
+        """The hold on `pending`: neither the runner nor anything else may apply it before approval."""
+        held = Deployment(status=DeploymentStatus.pending, reason=AWAITING_APPROVAL)
+        with pytest.raises(IllegalTransition, match="awaiting approval cannot go from pending to applying"):
+            await move(session, held, DeploymentStatus.applying)
+        assert held.status is DeploymentStatus.pending
+
+    async def test_a_final_deployment_stays_final(self, session: AsyncSession) -> None:
+        done = Deployment(status=DeploymentStatus.succeeded, reason="RolledOut")
+        with pytest.raises(IllegalTransition, match="it can go to nowhere: it is final"):
+            await move(session, done, DeploymentStatus.superseded, "Superseded")
+        assert (done.status, done.reason) == (DeploymentStatus.succeeded, "RolledOut")

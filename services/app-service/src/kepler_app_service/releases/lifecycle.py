@@ -30,7 +30,7 @@ class Keep(enum.Enum):
 KEEP = Keep.KEEP
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Audit:
     """Who asked for a move, and how the audit log names it. Bookkeeping moves of the runner (claim,
     follow, wait for the cluster) and superseding have none, as before the lifecycle was written down."""

@@ -296,7 +296,14 @@ class Runner:
             return
         message = f"{outcome.message}; rolled back to release {good.number}"
         detail = {"failed_release": target.release, "to_release": good.number, "reason": reason}
-        audit = Audit(SYSTEM, service.SERVICE, "app.auto_rollback", app.name, target.namespace, detail)
+        audit = Audit(
+            who=SYSTEM,
+            service=service.SERVICE,
+            action="app.auto_rollback",
+            app=app.name,
+            namespace=target.namespace,
+            detail=detail,
+        )
         await move(session, deployment, models.DeploymentStatus.rolled_back, reason, message, audit=audit)
         rollback = await service.start_deployment(session, app, good, None, automatic=True)
         events.record(

@@ -128,7 +128,14 @@ async def approve(
         raise Conflict("This deployment is not waiting for approval.")
     if deployment.requested_by is not None and deployment.requested_by == who.user_id:
         raise Forbidden("Someone other than the requester must approve a deployment.")
-    audit = Audit(who, SERVICE, "app.deploy_approve", app.name, ns, {"deployment": str(deployment.id)})
+    audit = Audit(
+        who=who,
+        service=SERVICE,
+        action="app.deploy_approve",
+        app=app.name,
+        namespace=ns,
+        detail={"deployment": str(deployment.id)},
+    )
     await move(
         session, deployment, models.DeploymentStatus.pending, None, f"approved by {who.name}", audit=audit
     )
@@ -239,7 +246,14 @@ async def cancel(
         raise NotFound("No such deployment for this app.")
     if deployment.status is not models.DeploymentStatus.pending:
         raise Conflict(f"Only a pending deployment can be cancelled; this one is {deployment.status.value}.")
-    audit = Audit(who, SERVICE, "app.deploy_cancel", app.name, ns, {"deployment": str(deployment.id)})
+    audit = Audit(
+        who=who,
+        service=SERVICE,
+        action="app.deploy_cancel",
+        app=app.name,
+        namespace=ns,
+        detail={"deployment": str(deployment.id)},
+    )
     await move(
         session,
         deployment,
