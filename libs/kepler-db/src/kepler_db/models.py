@@ -248,10 +248,6 @@ class DeploymentStatus(enum.StrEnum):
     rolled_back = "rolled_back"
     cancelled = "cancelled"
 
-    @property
-    def finished(self) -> bool:
-        return self not in (DeploymentStatus.pending, DeploymentStatus.applying, DeploymentStatus.progressing)
-
 
 class Cluster(Timestamped, Base):
     """A Kubernetes cluster to deploy to; credentials sealed with the platform key. Written by app-service."""

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.releases import repository
-from kepler_app_service.releases.repository import ACTIVE
-from kepler_db import Deployment, DeploymentEvent, DeploymentStatus
+from kepler_app_service.releases.states import TERMINAL
+from kepler_db import Deployment, DeploymentEvent
 from kepler_kit.jobs import after_commit
 
 KEEPALIVE_SECONDS = 15.0
@@ -45,9 +45,6 @@ def sse(event: DeploymentEvent) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
 
 
-FINAL = frozenset(s for s in DeploymentStatus if s not in ACTIVE)
-
-
 async def follow(
     sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, deployment_id: uuid.UUID, after: int
 ) -> AsyncIterator[str]:
@@ -68,7 +65,7 @@ async def follow(
             for event in events:
                 yield sse(event)
                 after = event.id
-            if status is None or status in FINAL:
+            if status is None or status in TERMINAL:
                 return
             if await pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_SECONDS) is None:
                 yield ": keep-alive\n\n"

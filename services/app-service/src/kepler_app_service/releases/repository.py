@@ -6,9 +6,8 @@ from datetime import datetime
 from sqlalchemy import Select, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kepler_app_service.releases.states import ACTIVE, AWAITING_APPROVAL
 from kepler_db import App, Deployment, DeploymentEvent, DeploymentStatus, Namespace, Release
-
-ACTIVE = (DeploymentStatus.pending, DeploymentStatus.applying, DeploymentStatus.progressing)
 
 
 async def lock_app(session: AsyncSession, app_id: uuid.UUID) -> App:
@@ -143,7 +142,7 @@ def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int, str | None]:
     """The sweeper's query: active deployments nobody has touched lately (lost job, killed worker), with
     the request that asked for each, for the rescued run's logs."""
     heartbeat = func.coalesce(Deployment.heartbeat_at, Deployment.updated_at)
-    waiting = func.coalesce(Deployment.reason, "") == "AwaitingApproval"  # waits for a person, not a job
+    waiting = func.coalesce(Deployment.reason, "") == AWAITING_APPROVAL  # waits for a person, not a job
     return select(Deployment.id, Deployment.attempt, Deployment.request_id).where(
         Deployment.status.in_(ACTIVE), heartbeat < cutoff, ~waiting
     )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import SERVICE
 from kepler_app_service.releases import events, manifests, repository, service
+from kepler_app_service.releases.lifecycle import Audit, move
 from kepler_app_service.releases.rollout import (
     PodState,
     Rollout,
@@ -24,9 +25,9 @@ from kepler_app_service.releases.rollout import (
     rollout_status,
     timed_out,
 )
+from kepler_app_service.releases.states import AWAITING_APPROVAL, DEPLOYMENTS, TERMINAL
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import models
-from kepler_kit.audit import record_audit
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import WorkerContext, session_scope
 from kepler_kit.logging import get_logger
@@ -85,7 +86,7 @@ class Runner:
     async def _claim(self, deployment_id: uuid.UUID, attempt: int) -> Target | None:
         async with session_scope(self.ctx) as session:
             found = await repository.deployment_context(session, deployment_id)
-            if found is None or found[0].status.finished or found[0].reason == service.AWAITING_APPROVAL:
+            if found is None or found[0].status in TERMINAL or found[0].reason == AWAITING_APPROVAL:
                 return None
             deployment, app, namespace = found
             # Lock order everywhere: the app row first, then its deployments (the API does the same).
@@ -98,8 +99,7 @@ class Runner:
             release = await repository.release_by_id(session, deployment.release_id)
             kube = await self.registry.for_namespace(session, namespace, self.settings.default_cluster)
             if deployment.status is models.DeploymentStatus.pending:
-                deployment.status, deployment.started_at = models.DeploymentStatus.applying, datetime.now(UTC)
-                events.record(session, deployment, "status", events.status_event(deployment))
+                await move(session, deployment, models.DeploymentStatus.applying)
             spec_deadline = int(release.spec.get("progress_deadline_seconds", 600))
             return Target(
                 deployment_id=deployment.id,
@@ -121,7 +121,7 @@ class Runner:
             older, newer = (
                 (other, deployment) if other.created_at <= deployment.created_at else (deployment, other)
             )
-            service._finish(
+            await move(
                 session, older, models.DeploymentStatus.superseded, "Superseded", f"superseded by {newer.id}"
             )
         return deployment.status is models.DeploymentStatus.superseded
@@ -140,20 +140,23 @@ class Runner:
         """The cluster is down: the deployment waits (the sweeper retries) until it is back or cancelled."""
         async with session_scope(self.ctx) as session:
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
-            if deployment is None or deployment.status.finished:
+            if deployment is None or deployment.status in TERMINAL:
                 return
-            deployment.status, deployment.reason = models.DeploymentStatus.pending, "ClusterUnavailable"
-            deployment.message, deployment.heartbeat_at = error.detail, datetime.now(UTC)
-            events.record(session, deployment, "status", events.status_event(deployment))
+            deployment.heartbeat_at = datetime.now(UTC)
+            await move(
+                session, deployment, models.DeploymentStatus.pending, "ClusterUnavailable", error.detail
+            )
 
     async def _follow(self, target: Target, applied: manifests.Obj) -> Rollout | None:
         version = applied["metadata"]["resourceVersion"]
         async with session_scope(self.ctx) as session:
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
-            if deployment is None or deployment.status.finished:
+            if deployment is None or not DEPLOYMENTS.allows(
+                deployment.status, models.DeploymentStatus.progressing
+            ):
                 return None
-            deployment.status, deployment.resource_version = models.DeploymentStatus.progressing, version
-            events.record(session, deployment, "status", events.status_event(deployment))
+            deployment.resource_version = version
+            await move(session, deployment, models.DeploymentStatus.progressing)
         progress = Progress(stale_timeout=timed_out(applied))
         rollout = rollout_status(applied, progress.stale_timeout)
         first = True
@@ -264,7 +267,7 @@ class Runner:
                 return  # superseded or cancelled while we watched: its new owner reports
             deployment.replicas = outcome.counts
             if outcome.done:
-                service._finish(
+                await move(
                     session, deployment, models.DeploymentStatus.succeeded, "RolledOut", outcome.message
                 )
                 app.current_release = target.release
@@ -286,24 +289,22 @@ class Runner:
             else None
         )
         if good is None:
-            service._finish(session, deployment, models.DeploymentStatus.failed, reason, outcome.message)
+            await move(session, deployment, models.DeploymentStatus.failed, reason, outcome.message)
             return
         message = f"{outcome.message}; rolled back to release {good.number}"
-        service._finish(session, deployment, models.DeploymentStatus.rolled_back, reason, message)
+        detail = {"failed_release": target.release, "to_release": good.number, "reason": reason}
+        audit = Audit(
+            who=SYSTEM,
+            service=SERVICE,
+            action="app.auto_rollback",
+            app=app.name,
+            namespace=target.namespace,
+            detail=detail,
+        )
+        await move(session, deployment, models.DeploymentStatus.rolled_back, reason, message, audit=audit)
         rollback = await service.start_deployment(session, app, good, None, automatic=True)
         events.record(
             session, deployment, "auto_rollback", {"to_release": good.number, "deployment": str(rollback.id)}
-        )
-        detail = {"failed_release": target.release, "to_release": good.number, "reason": reason}
-        record_audit(
-            session,
-            SYSTEM,
-            service=SERVICE,
-            action="app.auto_rollback",
-            target_type="app",
-            target=app.name,
-            namespace=target.namespace,
-            detail=detail,
         )
         log.warning(
             "auto_rollback", app=app.name, namespace=target.namespace, to_release=good.number, reason=reason

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service import SERVICE
 from kepler_app_service.audit import audit
-from kepler_app_service.releases import events, manifests, repository
+from kepler_app_service.releases import manifests, repository
+from kepler_app_service.releases.lifecycle import Audit, begin, move
 from kepler_app_service.releases.schemas import (
     Deployment,
     DeploymentCreate,
@@ -28,9 +29,9 @@ from kepler_app_service.releases.schemas import (
     ReleasePage,
 )
 from kepler_app_service.releases.spec import ReleaseSpec
+from kepler_app_service.releases.states import AWAITING_APPROVAL
 from kepler_db import models
 from kepler_kit import contracts
-from kepler_kit.audit import record_audit
 from kepler_kit.context import current_request_id
 from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
 from kepler_kit.identity import Principal
@@ -40,22 +41,6 @@ from kepler_kube.base import ClusterUnavailable, Kube
 from kepler_kube.registry import ClusterRegistry
 
 RUN_DEPLOYMENT = contracts.RUN_DEPLOYMENT
-AWAITING_APPROVAL = "AwaitingApproval"
-
-
-def _audit(
-    session: AsyncSession, who: Principal, action: str, app: models.App, ns: str, **detail: Any
-) -> None:
-    record_audit(
-        session,
-        who,
-        service=SERVICE,
-        action=action,
-        target_type="app",
-        target=app.name,
-        namespace=ns,
-        detail=detail,
-    )
 
 
 def _spec(release: models.Release) -> ReleaseSpec:
@@ -94,7 +79,7 @@ async def start_deployment(
     """
     for older in await repository.active_deployments(session, app.id):
         if older.status is models.DeploymentStatus.pending:
-            _finish(
+            await move(
                 session,
                 older,
                 models.DeploymentStatus.superseded,
@@ -106,7 +91,6 @@ async def start_deployment(
     deployment = models.Deployment(
         app_id=app.id,
         release_id=release.id,
-        status=models.DeploymentStatus.pending,
         reason=AWAITING_APPROVAL if waits else None,
         message="a maintainer other than the requester must approve it" if waits else None,
         automatic=automatic,
@@ -114,11 +98,7 @@ async def start_deployment(
         replicas={},
         request_id=current_request_id(),
     )
-    session.add(deployment)
-    await session.flush()
-    events.record(
-        session, deployment, "status", {**events.status_event(deployment), "release": release.number}
-    )
+    await begin(session, deployment, release=release.number)
     if not waits:
         enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), "0")
     return deployment
@@ -135,23 +115,19 @@ async def approve(
         raise Conflict("This deployment is not waiting for approval.")
     if deployment.requested_by is not None and deployment.requested_by == who.user_id:
         raise Forbidden("Someone other than the requester must approve a deployment.")
-    deployment.reason, deployment.message = None, f"approved by {who.name}"
-    events.record(session, deployment, "status", events.status_event(deployment))
+    audit = Audit(
+        who=who,
+        service=SERVICE,
+        action="app.deploy_approve",
+        app=app.name,
+        namespace=ns,
+        detail={"deployment": str(deployment.id)},
+    )
+    await move(
+        session, deployment, models.DeploymentStatus.pending, None, f"approved by {who.name}", audit=audit
+    )
     enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), str(deployment.attempt))
-    _audit(session, who, "app.deploy_approve", app, ns, deployment=str(deployment.id))
     return deployment
-
-
-def _finish(
-    session: AsyncSession,
-    deployment: models.Deployment,
-    status: models.DeploymentStatus,
-    reason: str,
-    message: str,
-) -> None:
-    deployment.status, deployment.reason, deployment.message = status, reason, message[:2000]
-    deployment.finished_at = datetime.now(UTC)
-    events.record(session, deployment, "status", events.status_event(deployment))
 
 
 def _merged(base: ReleaseSpec | None, body: DeploymentCreate | ReleaseChange, app: models.App) -> ReleaseSpec:
@@ -186,7 +162,9 @@ async def deploy(
         spec = _merged(_spec(base) if base else None, body, app)
         release = await new_release(session, app, spec, "deploy", who)
     deployment = await start_deployment(session, app, release, who)
-    _audit(session, who, "app.deploy", app, ns, release=release.number, deployment=str(deployment.id))
+    audit(
+        session, who, "app.deploy", "app", app.name, ns, release=release.number, deployment=str(deployment.id)
+    )
     return deployment, release.number
 
 
@@ -203,7 +181,16 @@ async def change(
         spec = spec.model_copy(update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     release = await new_release(session, app, spec, cause, who)
     deployment = await start_deployment(session, app, release, who)
-    _audit(session, who, f"app.{cause}", app, ns, release=release.number, deployment=str(deployment.id))
+    audit(
+        session,
+        who,
+        f"app.{cause}",
+        "app",
+        app.name,
+        ns,
+        release=release.number,
+        deployment=str(deployment.id),
+    )
     return deployment, release.number
 
 
@@ -225,7 +212,16 @@ async def rollback(
     # rolled out (one still waiting for approval, say) is a deploy and waits like one.
     urgent = await repository.rolled_out(session, app.id, target.id)
     deployment = await start_deployment(session, app, target, who, urgent=urgent)
-    _audit(session, who, "app.rollback", app, ns, release=target.number, deployment=str(deployment.id))
+    audit(
+        session,
+        who,
+        "app.rollback",
+        "app",
+        app.name,
+        ns,
+        release=target.number,
+        deployment=str(deployment.id),
+    )
     return deployment, target.number
 
 
@@ -238,7 +234,7 @@ async def scale(
         raise Conflict(f"App '{app.name}' has never been rolled out; deploy it first.")
     before, app.scaled_replicas = await _replicas(session, app), replicas
     await kube.apply_scale(ns, app.name, replicas)
-    _audit(session, who, "app.scale", app, ns, replicas=replicas, before=before)
+    audit(session, who, "app.scale", "app", app.name, ns, replicas=replicas, before=before)
 
 
 async def _replicas(session: AsyncSession, app: models.App) -> int | None:
@@ -257,8 +253,22 @@ async def cancel(
         raise NotFound("No such deployment for this app.")
     if deployment.status is not models.DeploymentStatus.pending:
         raise Conflict(f"Only a pending deployment can be cancelled; this one is {deployment.status.value}.")
-    _finish(session, deployment, models.DeploymentStatus.cancelled, "Cancelled", f"cancelled by {who.name}")
-    _audit(session, who, "app.deploy_cancel", app, ns, deployment=str(deployment.id))
+    audit = Audit(
+        who=who,
+        service=SERVICE,
+        action="app.deploy_cancel",
+        app=app.name,
+        namespace=ns,
+        detail={"deployment": str(deployment.id)},
+    )
+    await move(
+        session,
+        deployment,
+        models.DeploymentStatus.cancelled,
+        "Cancelled",
+        f"cancelled by {who.name}",
+        audit=audit,
+    )
 
 
 def deployment_out(deployment: models.Deployment, app: str, release: int) -> Deployment:
