@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
 from typing import Any, cast
 
 from arq.cron import cron
@@ -53,6 +54,20 @@ def sweep_job_name(service: str) -> str:
 def sweep_seconds(interval: int) -> set[int]:
     """The seconds of each minute the sweeper runs at, `interval` apart."""
     return set(range(0, 60, interval))
+
+
+def built_on_first_use(module: str, factory: Callable[[], type]) -> Callable[[str], type]:
+    """A module `__getattr__` serving `WorkerSettings` from `factory`, called once when a worker first asks:
+    importing a service's jobs then reads no environment (settings come from factories, never at import),
+    while `python -m kepler_kit.worker kepler_x.tasks.WorkerSettings` and `arq --check` keep their path."""
+    build = cache(factory)
+
+    def attribute(name: str) -> type:
+        if name == "WorkerSettings":
+            return build()
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return attribute
 
 
 def worker_settings(

@@ -6,7 +6,6 @@ the jobs reads no environment, and the settings are those of the process that st
 import asyncio
 import uuid
 from datetime import timedelta
-from functools import cache
 
 from kepler_app_service import SERVICE
 from kepler_app_service.clusters.clients import cluster_registry, preload_kubernetes_client
@@ -23,7 +22,7 @@ from kepler_kit.contracts import SyncIdpMemberships, receives
 from kepler_kit.jobs import Sweep, WorkerContext, job, session_scope
 from kepler_kit.leases import Leases
 from kepler_kit.logging import get_logger
-from kepler_kit.worker import worker_settings
+from kepler_kit.worker import built_on_first_use, worker_settings
 
 log = get_logger(__name__)
 
@@ -111,7 +110,6 @@ def sweeps(settings: AppServiceSettings) -> list[Sweep]:
 FUNCTIONS = [provision_namespace, sync_idp_memberships, run_deployment]
 
 
-@cache
 def create_worker_settings() -> type:
     """The arq settings class, with the settings read from the environment now (once per process)."""
     settings = AppServiceSettings()
@@ -126,8 +124,4 @@ def create_worker_settings() -> type:
     )
 
 
-def __getattr__(name: str) -> type:
-    """`kepler_app_service.tasks.WorkerSettings`, the path the worker commands name, built on first use."""
-    if name == "WorkerSettings":
-        return create_worker_settings()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = built_on_first_use(__name__, create_worker_settings)
