@@ -53,6 +53,48 @@ class TestValueThePostgresRefuses:
         assert error.status == 422
 
 
+class TestRaceLostToAnotherRequest:
+    """Two requests creating the same name, or one deleting what the other refers to, or two locking rows
+    in opposite orders: Postgres refuses the loser (SQLSTATE class 23, 40P01, 40001; PostgreSQL manual,
+    Appendix A "Error Codes"). The loser's client gets a 409 to read again and retry, never a 500."""
+
+    async def _raised(self, session: AsyncSession, statement: str) -> BaseException:
+        try:
+            async with session.begin_nested():
+                await session.execute(text(statement))
+        except Exception as exc:
+            return exc
+        pytest.fail(f"Postgres accepted {statement!r}")
+
+    async def test_unique_violation_is_a_409(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        async with sessionmaker() as session:
+            await session.execute(text("CREATE TEMP TABLE names (name text UNIQUE)"))
+            await session.execute(text("INSERT INTO names VALUES ('web')"))
+            exc = await self._raised(session, "INSERT INTO names VALUES ('web')")
+        error = problem_for_exception(exc)
+        assert error is not None
+        assert error.status == 409
+
+    @pytest.mark.parametrize("state", ["deadlock_detected", "serialization_failure", "foreign_key_violation"])
+    async def test_lost_races_are_409s(
+        self, sessionmaker: async_sessionmaker[AsyncSession], state: str
+    ) -> None:
+        """Raised by the server itself under the condition's name, as it would be mid-transaction."""
+        async with sessionmaker() as session:
+            exc = await self._raised(
+                session, f"DO $$ BEGIN RAISE EXCEPTION 'lost' USING ERRCODE = '{state}'; END $$"
+            )
+        error = problem_for_exception(exc)
+        assert error is not None
+        assert error.status == 409
+
+    async def test_other_errors_stay_500s(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """A bug (here an undefined table) is not dressed up as the caller's conflict."""
+        async with sessionmaker() as session:
+            exc = await self._raised(session, "SELECT * FROM no_such_table")
+        assert problem_for_exception(exc) is None
+
+
 class TestPostgresDown:
     @pytest.fixture
     async def down(self, settings_overrides: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:

@@ -190,6 +190,9 @@ class TestApps:
             app_body(name="9web"),
             app_body(name="a" * 54),
             app_body(git_url="not a url"),
+            app_body(git_url="https://user:secretpw@github.com/x/y.git"),  # credentials every viewer reads
+            app_body(git_url="https://ghp_token@github.com/x/y.git"),
+            app_body(git_url="ssh://git:secretpw@github.com/x/y.git"),
             app_body(default_branch="feat..x"),
             app_body(dockerfile_path="../Dockerfile"),
             app_body(ports=[{"name": "http", "port": 70000}]),
@@ -201,6 +204,25 @@ class TestApps:
             assert response.status_code == 422, body
             assert response.json()["errors"], body
         assert (await client.get("/api/v1/namespaces/team-a/apps")).json()["items"] == []
+
+    async def test_ssh_user_names_are_not_credentials(self, client: httpx.AsyncClient) -> None:
+        """`ssh://git@host/…` and `git@host:path` name the ssh user every git host expects: accepted."""
+        await create_namespace(client)
+        for name, url in [("a1", "ssh://git@github.com/x/y.git"), ("a2", "git@github.com:x/y.git")]:
+            response = await client.post(
+                "/api/v1/namespaces/team-a/apps", json=app_body(name=name, git_url=url)
+            )
+            assert response.status_code == 201, url
+
+    async def test_credentials_cannot_be_patched_in(self, client: httpx.AsyncClient) -> None:
+        await create_namespace(client)
+        await client.post("/api/v1/namespaces/team-a/apps", json=app_body())
+        url = "https://tok:ghp_secret@github.com/a/b"
+        patched = await client.patch("/api/v1/namespaces/team-a/apps/web", json={"git_url": url})
+        assert patched.status_code == 422
+        assert "ghp_secret" not in patched.text
+        got = (await client.get("/api/v1/namespaces/team-a/apps/web")).json()
+        assert got["git_url"] == "https://git.example.com/team/web.git"
 
     async def test_patch_and_delete_with_confirmation(self, client: httpx.AsyncClient) -> None:
         await create_namespace(client)

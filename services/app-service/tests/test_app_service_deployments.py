@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_app_service.clusters.clients import cluster_registry
 from kepler_app_service.live.watch import LiveStatus
+from kepler_app_service.releases import repository as releases_repository
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
-from kepler_db import AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role
+from kepler_db import App, AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role
+from kepler_kit.errors import NotFound
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.testing.identities import make_member, make_user
 from kepler_kubefake import DropWatch, KubeFake, WatchGone
@@ -795,3 +797,19 @@ class TestApproval:
         assert container(fake)["image"] == f"{IMAGE}:1"
         back = await client.post(f"{BASE}/rollback", json={"to_release": 1})
         assert back.json()["reason"] is None
+
+
+class TestAppDeletedMeanwhile:
+    async def test_locking_an_app_deleted_meanwhile_is_a_404(
+        self, client: httpx.AsyncClient, session: AsyncSession, web: None
+    ) -> None:
+        """A deploy read the app, then a concurrent DELETE won the app's lock: the deploy answers 404, as it
+        would a moment later (an outside tester's race gave an AssertionError, a 500), and the worker's
+        claim skips the run instead of failing."""
+        app = await session.scalar(select(App).where(App.name == "web"))
+        assert app is not None
+        await session.delete(app)
+        await session.flush()
+        with pytest.raises(NotFound, match="deleted"):
+            await releases_repository.lock_app(session, app.id)
+        assert await releases_repository.locked_app(session, app.id) is None

@@ -5,6 +5,8 @@ Two questions asked of any exception, wherever it surfaced (a request, a job, an
   the request; trying again shortly will do (a 503 with `Retry-After`, a job retried with backoff).
 - `is_data_error`: Postgres refused a value (SQLSTATE class 22: a NUL byte, a number out of range, text
   that is not a valid number): the caller's input, so a 422, never a 500.
+- `is_concurrent_conflict`: the request lost a race with another (a unique or foreign key constraint that a
+  concurrent request's row or delete broke, a deadlock, a serialization failure): a 409, never a 500.
 """
 
 import socket
@@ -15,6 +17,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+# SQLSTATE codes meaning "another transaction got there first": integrity constraint violations (class 23),
+# deadlock_detected and serialization_failure.
+_CONFLICT_STATES = ("23", "40P01", "40001")
 # SQLSTATE codes meaning "the server is not there for you right now".
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 _TRANSIENT_TYPES = (
@@ -63,3 +68,9 @@ def is_transient(exc: BaseException) -> bool:
 def is_data_error(exc: BaseException) -> bool:
     """Postgres (or asyncpg encoding a parameter) refused a value: SQLSTATE class 22."""
     return not is_transient(exc) and any(_sqlstate(e).startswith("22") for e in _chain(exc))
+
+
+def is_concurrent_conflict(exc: BaseException) -> bool:
+    """Postgres refused the change because of another transaction's: a name just taken, a parent just
+    deleted, a deadlock between two requests. Reading the state again shows what happened."""
+    return not is_transient(exc) and any(_sqlstate(e).startswith(_CONFLICT_STATES) for e in _chain(exc))

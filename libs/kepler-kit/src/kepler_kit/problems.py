@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kepler_kit.context import current_request_id
 from kepler_kit.errors import (
     PROBLEM_JSON,
+    Conflict,
     FieldError,
     KeplerError,
     MethodNotAllowed,
@@ -19,7 +20,7 @@ from kepler_kit.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from kepler_kit.faults import is_data_error, is_transient
+from kepler_kit.faults import is_concurrent_conflict, is_data_error, is_transient
 from kepler_kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,7 +90,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 def problem_for_exception(exc: BaseException) -> KeplerError | None:
     """The 4xx/503 an exception that is not a `KeplerError` deserves, or None for a genuine 500.
 
-    Postgres or Redis unreachable → 503 with `Retry-After`; a value Postgres refused → 422. Any ASGI path
+    Postgres or Redis unreachable → 503 with `Retry-After`; a value Postgres refused → 422; a race lost to a
+    concurrent request (a constraint, a deadlock) → 409. Any ASGI path
     that catches exceptions itself (the gateway's proxy) asks this before answering 500."""
     if is_transient(exc):
         return ServiceUnavailable(
@@ -99,6 +101,11 @@ def problem_for_exception(exc: BaseException) -> KeplerError | None:
     if is_data_error(exc):
         return ValidationFailed(
             "A value in the request cannot be stored (for example a NUL character or a number out of range)."
+        )
+    if is_concurrent_conflict(exc):
+        return Conflict(
+            "A concurrent request changed the same thing first (a name was just taken, or something this "
+            "depends on was just deleted); read the current state and retry if the change still applies."
         )
     return None
 

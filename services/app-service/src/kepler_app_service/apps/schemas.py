@@ -4,6 +4,7 @@ import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -19,7 +20,29 @@ _REF_FORBIDDEN = re.compile(r"(^[-/.]|\.\.|[\s~^:?*\[\\]|@\{|//|/$|\.lock$|\.$)"
 def _git_url(value: str) -> str:
     if not _GIT_URL.match(value):
         raise ValueError("must be an http(s)://, ssh:// or scp-style (git@host:path) repository URL")
+    if _credentials_in(value):
+        raise ValueError(
+            "must not carry credentials (user:password@ or a token@ in an https URL): every viewer of the "
+            "namespace reads the URL; give the repository's credentials to the build system instead"
+        )
     return value
+
+
+def _credentials_in(url: str) -> bool:
+    """An https URL with any user info, or an ssh URL with a password: `ssh://git@host/…` names the ssh
+    user, not a secret, and is how most hosts are reached."""
+    if "://" not in url:
+        return False  # scp-style git@host:path: a user name only
+    parts = urlsplit(url)
+    return parts.password is not None or (parts.scheme.startswith("http") and parts.username is not None)
+
+
+def importable_git_url(value: str | None) -> str | None:
+    """A git URL read from a cluster's annotation, kept only when it is one the API would accept."""
+    try:
+        return _git_url(value) if value else None
+    except ValueError:
+        return None
 
 
 def _branch(value: str) -> str:

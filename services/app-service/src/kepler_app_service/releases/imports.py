@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.apps import repository
+from kepler_app_service.apps.schemas import importable_git_url
 from kepler_app_service.audit import audit
 from kepler_app_service.releases import service
 from kepler_app_service.releases.manifests import MANAGED_BY
@@ -122,7 +123,7 @@ async def _import_one(
     app = models.App(
         namespace_id=namespace.id,
         name=name,
-        git_url=annotations.get("kepler.dev/git-url") or None,
+        git_url=importable_git_url(annotations.get("kepler.dev/git-url")),
         ports=[p.model_dump() for p in spec.ports],
         selector=deployment["spec"]["selector"]["matchLabels"],
         created_by=who.user_id,

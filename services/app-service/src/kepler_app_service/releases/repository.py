@@ -8,12 +8,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.releases.states import ACTIVE, AWAITING_APPROVAL
 from kepler_db import App, Deployment, DeploymentEvent, DeploymentStatus, Namespace, Release
+from kepler_kit.errors import NotFound
+
+
+async def locked_app(session: AsyncSession, app_id: uuid.UUID) -> App | None:
+    """Serialises everything that changes what an app runs: releases are numbered, one rollout at a time.
+    None when the app was deleted since the caller read it (a concurrent DELETE won the lock)."""
+    return await session.get(App, app_id, with_for_update=True, populate_existing=True)
 
 
 async def lock_app(session: AsyncSession, app_id: uuid.UUID) -> App:
-    """Serialises everything that changes what an app runs: releases are numbered, one rollout at a time."""
-    app = await session.get(App, app_id, with_for_update=True, populate_existing=True)
-    assert app is not None  # noqa: S101  (callers pass a row they hold; narrows the type)
+    """`locked_app` for a request: an app deleted meanwhile is a 404, as it would be a moment later."""
+    app = await locked_app(session, app_id)
+    if app is None:
+        raise NotFound("The app was deleted while this request was handled.")
     return app
 
 

@@ -90,9 +90,11 @@ class Runner:
                 return None
             deployment, app, namespace = found
             # Lock order everywhere: the app row first, then its deployments (the API does the same).
-            app = await repository.lock_app(session, app.id)
-            if not await repository.claim(session, deployment_id, attempt):
+            locked = await repository.locked_app(session, app.id)
+            # None: the app was deleted meanwhile (its deployments with it), or another run claimed it.
+            if locked is None or not await repository.claim(session, deployment_id, attempt):
                 return None
+            app = locked
             await session.refresh(deployment)
             if await self._superseded(session, deployment):
                 return None
@@ -261,9 +263,13 @@ class Runner:
 
     async def _finish(self, target: Target, outcome: Rollout) -> None:
         async with session_scope(self.ctx) as session:
-            app = await repository.lock_app(session, target.app_id)
+            app = await repository.locked_app(session, target.app_id)
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
-            if deployment is None or deployment.status is not models.DeploymentStatus.progressing:
+            if (
+                app is None
+                or deployment is None
+                or deployment.status is not models.DeploymentStatus.progressing
+            ):
                 return  # superseded or cancelled while we watched: its new owner reports
             deployment.replicas = outcome.counts
             if outcome.done:
