@@ -170,6 +170,9 @@ def create_service_app(
         lifespan=_lifespan(service, settings, checks, extra_lifespan),
         generate_unique_id_function=operation_id,
         responses=_COMMON_ERRORS,
+        # A service sits behind the gateway: a redirect would name the service's own address, which clients
+        # cannot reach and must not learn. A path with a stray slash is a 404 problem instead.
+        redirect_slashes=False,
     )
     all_routers = [health_router(service), status_router(service), *routers]
     for route in (r for router in all_routers for r in router.routes if isinstance(r, APIRoute)):
