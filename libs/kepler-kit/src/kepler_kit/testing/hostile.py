@@ -38,7 +38,7 @@ def lax_scalars(routers: Sequence[APIRouter]) -> list[str]:
     """Every request-body field that pydantic's lax mode would coerce (`"yes"` → true, `"3"` → 3): none
     should be, so a new field declared `bool` or `int` instead of `JsonBool`/`JsonInt` fails a test."""
     return [
-        f"{' '.join(sorted(route.methods))} {route.path}: {where}"
+        f"{' '.join(sorted(route.methods or ()))} {route.path}: {where}"
         for router in routers
         for route in router.routes
         if isinstance(route, APIRoute)
@@ -55,7 +55,7 @@ def _body_fields(dependant: Dependant) -> Iterator[Any]:
 
 def _core_schema(info: FieldInfo) -> Any:
     """The schema the body is validated with, constraints (a `Strict()` on a bare body value) included."""
-    annotated = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    annotated: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     return TypeAdapter(annotated).core_schema
 
 
