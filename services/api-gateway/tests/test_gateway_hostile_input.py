@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_db import User
 from kepler_gateway.identity.passwords import hash_password
 from kepler_gateway.identity.settings import AuthSettings
+from kepler_gateway.identity.wiring import ROUTERS
 from kepler_gateway.settings import GatewaySettings
 from kepler_gateway.testing import gateway_client
 from kepler_kit.testing.hostile import CRAFTED_CURSORS as CRAFTED
-from kepler_kit.testing.hostile import cursor
+from kepler_kit.testing.hostile import NOT_BOOLEANS, NOT_INTEGERS, cursor, lax_scalars
 from kepler_kit.testing.identities import TEST_SECRET
 
 PASSWORD = "correct horse battery staple"
@@ -129,3 +130,69 @@ class TestCraftedCursors:
         )
         assert second.status_code == 200
         assert second.json()["items"] != first["items"]
+
+
+async def users(gateway: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
+    response = await gateway.get("/api/v1/users", params={"limit": 200}, headers=headers)
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+class TestJsonTypes:
+    """JSON that only looks like a boolean or an integer: pydantic's lax mode read `"is_admin": "yes"` (or
+    `1`) as true and created a platform admin; `"3"` as 3. Each is a 422 now, and nothing changes."""
+
+    def test_no_request_body_field_is_lax(self) -> None:
+        """Structural: a new body field typed `bool`/`int` instead of `JsonBool`/`JsonInt` fails here."""
+        assert lax_scalars(ROUTERS) == []
+
+    @pytest.mark.parametrize("value", NOT_BOOLEANS)
+    async def test_creating_a_user_refuses_a_flag_that_is_no_boolean(
+        self, gateway: httpx.AsyncClient, admin_headers: dict[str, str], value: Any
+    ) -> None:
+        body = {"email": "dan@example.com", "password": PASSWORD, "is_admin": value}
+        response = await gateway.post("/api/v1/users", json=body, headers=admin_headers)
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["loc"] == ["body", "is_admin"]
+        assert "dan@example.com" not in [user["email"] for user in await users(gateway, admin_headers)]
+
+    @pytest.mark.parametrize("field", ["is_admin", "disabled"])
+    @pytest.mark.parametrize("value", NOT_BOOLEANS)
+    async def test_updating_a_user_refuses_a_flag_that_is_no_boolean(
+        self, gateway: httpx.AsyncClient, admin_headers: dict[str, str], field: str, value: Any
+    ) -> None:
+        body = {"email": "dan@example.com", "password": PASSWORD}
+        created = await gateway.post("/api/v1/users", json=body, headers=admin_headers)
+        assert created.status_code == 201, created.text
+        user = created.json()
+        response = await gateway.patch(
+            f"/api/v1/users/{user['id']}", json={field: value}, headers=admin_headers
+        )
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["loc"] == ["body", field]
+        assert user in await users(gateway, admin_headers)
+
+    async def test_real_booleans_still_work(
+        self, gateway: httpx.AsyncClient, admin_headers: dict[str, str]
+    ) -> None:
+        body = {"email": "dan@example.com", "password": PASSWORD, "is_admin": False}
+        created = await gateway.post("/api/v1/users", json=body, headers=admin_headers)
+        assert created.status_code == 201, created.text
+        changed = await gateway.patch(
+            f"/api/v1/users/{created.json()['id']}", json={"disabled": True}, headers=admin_headers
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["disabled_at"] is not None
+
+    @pytest.mark.parametrize("value", NOT_INTEGERS)
+    async def test_a_token_lifetime_must_be_an_integer(
+        self, gateway: httpx.AsyncClient, admin_headers: dict[str, str], value: Any
+    ) -> None:
+        """`true` too: a Python bool is an int, and lax mode would have made it one day."""
+        body = {"name": "ci", "scope": "read", "expires_in_days": value}
+        response = await gateway.post("/api/v1/me/tokens", json=body, headers=admin_headers)
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["loc"] == ["body", "expires_in_days"]
+        tokens = await gateway.get("/api/v1/me/tokens", headers=admin_headers)
+        assert tokens.json()["items"] == []

@@ -1,6 +1,7 @@
 """What a careless client or an attacker sends app-service: 4xx problems, never a 500; and how fast lost
 deployments come back."""
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kepler_app_service.app import ROUTERS
 from kepler_app_service.releases.runner import HEARTBEAT_SECONDS
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
@@ -16,7 +18,7 @@ from kepler_db import Cluster
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.settings import KeplerSettings
 from kepler_kit.testing.hostile import CRAFTED_CURSORS as CRAFTED
-from kepler_kit.testing.hostile import cursor
+from kepler_kit.testing.hostile import NOT_BOOLEANS, NOT_INTEGERS, cursor, lax_scalars
 from kepler_kubefake import KubeFake
 
 PROBLEM = "application/problem+json"
@@ -197,3 +199,138 @@ class TestNumbers:
 
     async def test_the_largest_release_number_is_a_plain_404(self, client: httpx.AsyncClient) -> None:
         assert_problem(await client.get(f"{APP}/releases/2147483647"), 404)
+
+
+NS = "/api/v1/namespaces/team-a"
+CLUSTER = {"name": "other", "api_url": "https://k8s.example.com", "token": "t"}
+
+
+def probe(**check: Any) -> dict[str, Any]:
+    return {"readiness": {"check": {"type": "http", **check}}}
+
+
+def case(name: str, method: str, path: str, body: Callable[[Any], dict[str, Any]], read: str) -> Any:
+    """One body field set to the hostile value; `read` is where to see that nothing changed. Each body is
+    valid but for that value, so lax mode would have acted on it."""
+    return pytest.param(method, path, body, read, id=name)
+
+
+def in_cluster(value: Any) -> dict[str, Any]:
+    """Lax mode reads 0 as false, then wants an `api_url`; the others as true, then wants none."""
+    return {**CLUSTER, "in_cluster": value} if value == 0 else {"name": "other", "in_cluster": value}
+
+
+FLAGS = [
+    case("namespace.allow_exec", "PATCH", NS, lambda v: {"allow_exec": v}, NS),
+    case(
+        "namespace.require_deploy_approval",
+        "PATCH",
+        NS,
+        lambda v: {"allow_exec": False, "require_deploy_approval": v},
+        NS,
+    ),
+    case("settings.auto_rollback", "PATCH", f"{APP}/settings", lambda v: {"auto_rollback": v}, APP),
+    case(
+        "cluster.insecure_skip_tls_verify",
+        "POST",
+        "/api/v1/clusters",
+        lambda v: {**CLUSTER, "insecure_skip_tls_verify": v},
+        "/api/v1/clusters",
+    ),
+    case("cluster.in_cluster", "POST", "/api/v1/clusters", in_cluster, "/api/v1/clusters"),
+]
+NUMBERS = [
+    case("rollback.to_release", "POST", f"{APP}/rollback", lambda v: {"to_release": v}, f"{APP}/deployments"),
+    case("app.ports", "PATCH", APP, lambda v: {"ports": [{"name": "http", "port": v}]}, APP),
+    case(
+        "new_app.ports",
+        "POST",
+        f"{NS}/apps",
+        lambda v: {"name": "api", "ports": [{"name": "http", "port": v}]},
+        f"{NS}/apps",
+    ),
+    case("deploy.release", "POST", f"{APP}/deployments", lambda v: {"release": v}, f"{APP}/deployments"),
+    case(
+        "deploy.ports",
+        "POST",
+        f"{APP}/deployments",
+        lambda v: {**GOOD, "ports": [{"name": "h", "port": v}]},
+        f"{APP}/releases",
+    ),
+    case(
+        "deploy.probe_port",
+        "POST",
+        f"{APP}/deployments",
+        lambda v: {**GOOD, "probes": probe(port=v)},
+        f"{APP}/releases",
+    ),
+    case(
+        "change.probe_period",
+        "POST",
+        f"{APP}/releases",
+        lambda v: {"probes": {"readiness": {"check": {"type": "tcp", "port": 80}, "period_seconds": v}}},
+        f"{APP}/releases",
+    ),
+    case(
+        "change.tcp_port",
+        "POST",
+        f"{APP}/releases",
+        lambda v: {"probes": {"liveness": {"check": {"type": "tcp", "port": v}}}},
+        f"{APP}/releases",
+    ),
+]
+
+
+class TestJsonTypes:
+    """JSON that only looks like a boolean or an integer: pydantic's lax mode read `"allow_exec": "yes"` as
+    true and `"to_release": "1"` as 1 (while `"replicas": "3"` was refused). Every body field now takes only
+    the JSON type it documents: a 422 naming the field, and nothing changes."""
+
+    @pytest.fixture(autouse=True)
+    async def released(self, client: httpx.AsyncClient, web: None) -> None:
+        """Release 1 exists, so a rollback or a redeploy that lax mode let through would change something."""
+        assert (await client.post(f"{APP}/deployments", json=GOOD)).status_code == 201
+
+    def test_no_request_body_field_is_lax(self) -> None:
+        """Structural: a new body field typed `bool`/`int` instead of `JsonBool`/`JsonInt` fails here."""
+        assert lax_scalars(ROUTERS) == []
+
+    @pytest.mark.parametrize("value", NOT_BOOLEANS)
+    @pytest.mark.parametrize(("method", "path", "body", "read"), FLAGS)
+    async def test_a_flag_must_be_a_json_boolean(
+        self, client: httpx.AsyncClient, method: str, path: str, body: Any, read: str, value: Any
+    ) -> None:
+        await self.assert_refused_and_unchanged(client, method, path, body(value), read)
+
+    @pytest.mark.parametrize("value", NOT_INTEGERS)
+    @pytest.mark.parametrize(("method", "path", "body", "read"), NUMBERS)
+    async def test_a_number_must_be_a_json_integer(
+        self, client: httpx.AsyncClient, method: str, path: str, body: Any, read: str, value: Any
+    ) -> None:
+        """`true` too: a Python bool is an int, and lax mode took it for 1."""
+        await self.assert_refused_and_unchanged(client, method, path, body(value), read)
+
+    @pytest.mark.parametrize("value", ["600", 600.0])
+    async def test_a_deadline_must_be_a_json_integer(self, client: httpx.AsyncClient, value: Any) -> None:
+        """At least 10 seconds: `"3"`, `3.0` and `true` would be refused as too short anyway."""
+        body = {**GOOD, "progress_deadline_seconds": value}
+        await self.assert_refused_and_unchanged(client, "POST", f"{APP}/deployments", body, f"{APP}/releases")
+
+    async def test_real_booleans_and_integers_still_work(self, client: httpx.AsyncClient) -> None:
+        changed = await client.patch(NS, json={"allow_exec": False, "require_deploy_approval": True})
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["allow_exec"], changed.json()["require_deploy_approval"]) == (False, True)
+        ported = await client.patch(APP, json={"ports": [{"name": "http", "port": 80}]})
+        assert ported.status_code == 200, ported.text
+        assert ported.json()["ports"] == [{"name": "http", "port": 80, "protocol": "TCP"}]
+        assert (await client.post(f"{APP}/rollback", json={"to_release": 1})).status_code == 201
+
+    @staticmethod
+    async def assert_refused_and_unchanged(
+        client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any], read: str
+    ) -> None:
+        before = (await client.get(read)).json()
+        response = await client.request(method, path, json=body)
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["loc"][0] == "body"
+        assert (await client.get(read)).json() == before

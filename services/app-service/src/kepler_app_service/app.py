@@ -21,6 +21,9 @@ from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 from kepler_kube.registry import ClusterRegistry
 
+# What the service serves (besides health and status); tests walk their request bodies.
+ROUTERS = (namespaces, members, apps, releases, imports, clusters)
+
 
 def _clusters_lifespan(settings: AppServiceSettings) -> Any:
     @asynccontextmanager
@@ -69,7 +72,7 @@ def create_app(settings: AppServiceSettings | None = None) -> FastAPI:
         title="Kepler app-service",
         description="Namespaces, apps, releases and their life on Kubernetes.",
         settings=settings,
-        routers=[namespaces, members, apps, releases, imports, clusters],
+        routers=ROUTERS,
         checks=[clusters_check],
         extra_lifespan=_clusters_lifespan(settings),
     )

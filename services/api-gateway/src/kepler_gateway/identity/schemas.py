@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from kepler_db import Role, TokenScope
 from kepler_kit.names import NamespaceName
 from kepler_kit.pagination import Page
+from kepler_kit.scalars import JsonBool, JsonInt
 from kepler_kit.text import Line, Secret, SingleLine
 
 # Stricter than the kit's `Email` (a dot in the domain) for the addresses Kepler itself accepts.
@@ -59,7 +60,7 @@ class ApiTokenCreate(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\w .:-]+$")]
     scope: TokenScope
     namespace: NamespaceName | None = Field(None, description="Restrict the token to this namespace")
-    expires_in_days: int | None = Field(90, ge=1, le=366, description="Null for no expiry")
+    expires_in_days: JsonInt | None = Field(90, ge=1, le=366, description="Null for no expiry")
 
 
 class ApiToken(BaseModel):
@@ -86,13 +87,13 @@ class UserCreate(Strict):
     email: Email
     display_name: Annotated[Line, StringConstraints(max_length=200)] = ""
     password: Secret = Field(max_length=1024)
-    is_admin: bool = False
+    is_admin: JsonBool = False
 
 
 class UserUpdate(Strict):
     display_name: Annotated[Line, StringConstraints(max_length=200)] | None = None
-    is_admin: bool | None = None
-    disabled: bool | None = None
+    is_admin: JsonBool | None = None
+    disabled: JsonBool | None = None
 
 
 class User(BaseModel):

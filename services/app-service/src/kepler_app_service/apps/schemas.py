@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from kepler_app_service.fields import Description, Strict
 from kepler_kit.names import AppName, PortName
 from kepler_kit.pagination import Page
+from kepler_kit.scalars import JsonInt
 from kepler_kit.text import Line
 
 _GIT_URL = re.compile(r"^(https?://[^\s/]+/\S+|ssh://[^\s/]+/\S+|[\w.-]+@[\w.-]+:[\w./~-]+)$")
@@ -67,7 +68,7 @@ Language = Annotated[
 
 class Port(Strict):
     name: PortName
-    port: int = Field(ge=1, le=65535)
+    port: JsonInt = Field(ge=1, le=65535)
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
 
 

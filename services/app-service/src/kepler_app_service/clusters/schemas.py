@@ -18,6 +18,7 @@ from pydantic import (
 
 from kepler_kit.names import NamespaceName
 from kepler_kit.pagination import Page
+from kepler_kit.scalars import JsonBool
 from kepler_kit.text import Multiline, Secret, SingleLine
 
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -59,9 +60,9 @@ class ClusterCreate(BaseModel):
         Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$"), SingleLine]
         | None
     ) = None
-    in_cluster: bool = Field(False, description="Use the service account Kepler itself runs under")
+    in_cluster: JsonBool = Field(False, description="Use the service account Kepler itself runs under")
     ca_data: Pem | None = None
-    insecure_skip_tls_verify: bool = False
+    insecure_skip_tls_verify: JsonBool = False
     token: Secret | None = Field(None, max_length=8192)
     client_cert: Pem | None = None
     client_key: Secret | None = Field(None, max_length=16384)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kepler_app_service.fields import Description, DisplayName, Strict
 from kepler_kit.names import NamespaceName
 from kepler_kit.pagination import Page
+from kepler_kit.scalars import JsonBool
 
 
 class NamespaceCreate(Strict):
@@ -23,8 +24,10 @@ class NamespaceCreate(Strict):
 class NamespaceUpdate(Strict):
     display_name: DisplayName | None = None
     description: Description | None = None
-    allow_exec: bool | None = Field(None, description="Whether developers may open terminals into pods")
-    require_deploy_approval: bool | None = Field(None, description="Whether deploys wait for a maintainer")
+    allow_exec: JsonBool | None = Field(None, description="Whether developers may open terminals into pods")
+    require_deploy_approval: JsonBool | None = Field(
+        None, description="Whether deploys wait for a maintainer"
+    )
 
 
 class NamespaceCluster(BaseModel):

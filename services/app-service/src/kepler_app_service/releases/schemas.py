@@ -10,6 +10,7 @@ from kepler_app_service.apps.schemas import Ports
 from kepler_app_service.releases.spec import Argv, Env, ImageRef, Probes, ReleaseSpec, Resources
 from kepler_kit.names import AppName
 from kepler_kit.pagination import Page
+from kepler_kit.scalars import JsonBool, JsonInt
 
 DeploymentState = Literal[
     "pending", "applying", "progressing", "succeeded", "failed", "superseded", "rolled_back", "cancelled"
@@ -17,9 +18,8 @@ DeploymentState = Literal[
 
 
 INT32_MAX = 2**31 - 1  # releases are numbered in an `integer` column
-ReleaseNumber = Annotated[int, Field(ge=1, le=INT32_MAX)]
-# A count, never `true`, `"2"` or `1.0`: JSON that only looks like one is the client's mistake.
-Replicas = Annotated[int, Field(strict=True, ge=0, le=500)]
+ReleaseNumber = Annotated[JsonInt, Field(ge=1, le=INT32_MAX)]
+Replicas = Annotated[JsonInt, Field(ge=0, le=500)]
 
 
 class Strict(BaseModel):
@@ -39,7 +39,7 @@ class DeploymentCreate(Strict):
     args: Argv | None = None
     ports: Ports | None = None
     probes: Probes | None = None
-    progress_deadline_seconds: int | None = Field(None, ge=10, le=86400)
+    progress_deadline_seconds: JsonInt | None = Field(None, ge=10, le=86400)
 
 
 class ReleaseChange(Strict):
@@ -61,7 +61,7 @@ class ScaleRequest(Strict):
 
 
 class AppSettingsUpdate(Strict):
-    auto_rollback: bool
+    auto_rollback: JsonBool
 
 
 class Release(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kepler_app_service.apps.schemas import Port, Ports
+from kepler_kit.scalars import JsonInt
 from kepler_kit.text import Line, SingleLine, Text
 
 # distribution/reference grammar: [domain[:port]/]path[:tag][@sha256:digest]
@@ -82,12 +83,12 @@ class EnvVar(Strict):
 class HttpGet(Strict):
     type: Literal["http"] = "http"
     path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=2048), SingleLine] = "/"
-    port: int = Field(ge=1, le=65535)
+    port: JsonInt = Field(ge=1, le=65535)
 
 
 class TcpSocket(Strict):
     type: Literal["tcp"] = "tcp"
-    port: int = Field(ge=1, le=65535)
+    port: JsonInt = Field(ge=1, le=65535)
 
 
 class Exec(Strict):
@@ -97,10 +98,10 @@ class Exec(Strict):
 
 class Probe(Strict):
     check: HttpGet | TcpSocket | Exec = Field(discriminator="type")
-    initial_delay_seconds: int = Field(0, ge=0, le=3600)
-    period_seconds: int = Field(10, ge=1, le=3600)
-    timeout_seconds: int = Field(1, ge=1, le=3600)
-    failure_threshold: int = Field(3, ge=1, le=100)
+    initial_delay_seconds: JsonInt = Field(0, ge=0, le=3600)
+    period_seconds: JsonInt = Field(10, ge=1, le=3600)
+    timeout_seconds: JsonInt = Field(1, ge=1, le=3600)
+    failure_threshold: JsonInt = Field(3, ge=1, le=100)
 
 
 class Probes(Strict):
@@ -124,14 +125,14 @@ class ReleaseSpec(Strict):
 
     image: ImageRef
     image_digest: Annotated[str, StringConstraints(pattern=DIGEST.pattern)] | None = None
-    replicas: int = Field(1, strict=True, ge=0, le=500)
+    replicas: JsonInt = Field(1, ge=0, le=500)
     resources: Resources = Resources()
     env: Env = Field(default_factory=list)
     command: Argv = Field(default_factory=list)
     args: Argv = Field(default_factory=list)
     ports: Ports = Field(default_factory=list)
     probes: Probes = Probes()
-    progress_deadline_seconds: int = Field(600, ge=10, le=86400)
+    progress_deadline_seconds: JsonInt = Field(600, ge=10, le=86400)
     restarted_at: str | None = Field(
         None, description="set by a restart: a new pod template, same everything"
     )
