@@ -83,7 +83,10 @@ async def contenders(engine: AsyncEngine) -> set[str]:
     """The workers whose lease connections are open: both must be up before the holder is killed."""
     async with engine.connect() as conn:
         rows = await conn.scalars(
-            text("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE :prefix"),
+            text(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE application_name LIKE :prefix AND datname = current_database()"
+            ),
             {"prefix": APPLICATION_NAME + "%"},
         )
         return {name.removeprefix(APPLICATION_NAME) for name in rows}

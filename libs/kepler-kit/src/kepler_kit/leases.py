@@ -127,6 +127,7 @@ class Leases:
         self._held: dict[str, Lease] = {}
         self._lock = asyncio.Lock()  # one statement at a time on the connection
         self._watchdog: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def run_while_held(self, name: str, work: Callable[[Lease], Awaitable[None]]) -> NoReturn:
         """Runs `work` whenever this process holds `name`: cancelled as soon as the lease is lost, started
@@ -179,11 +180,14 @@ class Leases:
             await self._scalar("SELECT pg_advisory_unlock(:a, :b)", a=lease.keys.first, b=lease.keys.second)
 
     async def close(self) -> None:
-        """Every lease lost, the connection closed: the server frees whatever is still locked."""
+        """Every lease lost, the connection closed: the server frees whatever is still locked.
+
+        Bounded: on Python 3.11 `asyncio.wait_for` can swallow a cancellation that lands as its statement
+        completes, so the watchdog also stops on `_closing`, and close waits for it no longer than a ping."""
+        self._closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            await asyncio.wait({self._watchdog}, timeout=self.timeout_seconds + self.check_seconds)
         async with self._lock:
             await self._drop()
 
@@ -212,9 +216,9 @@ class Leases:
 
     async def _watch(self) -> None:
         """A held lease's connection is pinged every `check_seconds`: a broken one ends its loops."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.check_seconds)
-            if self._held:
+            if self._held and not self._closing:
                 await self._scalar("SELECT 1")
 
     async def _drop(self) -> None:
@@ -222,11 +226,11 @@ class Leases:
             lease.lost.set()
         self._held.clear()
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None:  # bounded: a connection the server already dropped must not hang us
             with contextlib.suppress(Exception):
-                await conn.invalidate()  # closed for good, not returned to the pool
+                await asyncio.wait_for(conn.invalidate(), self.timeout_seconds)  # closed, not pooled
             with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(conn.close(), self.timeout_seconds)
 
 
 async def _until_lost(lease: Lease, work: Awaitable[None]) -> None:
