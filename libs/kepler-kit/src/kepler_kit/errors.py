@@ -113,6 +113,11 @@ class GatewayTimeout(KeplerError):
     status, code, title = 504, "gateway-timeout", "Upstream service timed out"
 
 
+# What a caller may get from any operation inside a namespace: 404 too, because a namespace a caller is not a
+# member of answers as if it did not exist (and so does an app in it).
+NAMESPACE_DENIALS: tuple[type[KeplerError], ...] = (Unauthorized, Forbidden, NotFound)
+
+
 def error_responses(*errors: type[KeplerError]) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each declared error documented with the shared Problem schema."""
     return {err.status: {"model": Problem, "description": err.title} for err in errors}

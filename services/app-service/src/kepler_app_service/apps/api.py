@@ -10,12 +10,10 @@ from kepler_app_service.dependencies import AppInPath, ClusterWhenNeeded, Namesp
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
 from kepler_kit.errors import (
+    NAMESPACE_DENIALS,
     BadRequest,
     Conflict,
-    Forbidden,
-    NotFound,
     ServiceUnavailable,
-    Unauthorized,
     error_responses,
 )
 from kepler_kit.pagination import PageParams
@@ -23,7 +21,7 @@ from kepler_kit.permissions import Action
 from kepler_kit.text import Line
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps", tags=["apps"])
-DENIED = (Unauthorized, Forbidden, NotFound)
+DENIED = NAMESPACE_DENIALS
 
 
 @router.post(

@@ -10,7 +10,7 @@ from kepler_app_service.members import service
 from kepler_app_service.members.schemas import Member, MemberCreate, MemberPage, MemberUpdate
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
-from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, error_responses
+from kepler_kit.errors import NAMESPACE_DENIALS, BadRequest, Conflict, error_responses
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
 
@@ -22,7 +22,7 @@ def _user_id(user_id: uuid.UUID) -> uuid.UUID:
 
 UserIdInPath = Annotated[uuid.UUID, Depends(_user_id)]
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/members", tags=["members"])
-DENIED = (Unauthorized, Forbidden, NotFound)
+DENIED = NAMESPACE_DENIALS
 
 
 @router.get("", responses=error_responses(*DENIED, BadRequest), summary="List a namespace's members")

@@ -7,13 +7,13 @@ from kepler_app_service.namespaces import service
 from kepler_app_service.namespaces.schemas import Namespace, NamespaceCreate, NamespacePage, NamespaceUpdate
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
-from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, error_responses
+from kepler_kit.errors import NAMESPACE_DENIALS, BadRequest, Conflict, Unauthorized, error_responses
 from kepler_kit.names import NamespaceName
 from kepler_kit.pagination import PageParams
 from kepler_kit.permissions import Action
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
-DENIED = (Unauthorized, Forbidden, NotFound)
+DENIED = NAMESPACE_DENIALS
 
 
 @router.post(

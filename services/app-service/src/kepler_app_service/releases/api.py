@@ -41,12 +41,10 @@ from kepler_db import models
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
 from kepler_kit.errors import (
+    NAMESPACE_DENIALS,
     BadRequest,
     Conflict,
-    Forbidden,
-    NotFound,
     ServiceUnavailable,
-    Unauthorized,
     error_responses,
 )
 from kepler_kit.pagination import PageParams
@@ -56,7 +54,7 @@ from kepler_kit.text import Line
 from kepler_kube.base import ClusterUnavailable
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}/apps/{app}", tags=["releases"])
-DENIED = (Unauthorized, Forbidden, NotFound)
+DENIED = NAMESPACE_DENIALS
 
 
 # Path parameters after the app's are dependencies too: FastAPI lists an endpoint's own parameters before
