@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kepler_app_service.audit import audit
 from kepler_app_service.releases import events
 from kepler_app_service.releases.states import AWAITING_APPROVAL, DEPLOYMENTS, WHILE_AWAITING_APPROVAL
 from kepler_db import Deployment, DeploymentStatus
-from kepler_kit.audit import record_audit
 from kepler_kit.identity import Principal
 from kepler_kit.lifecycle import IllegalTransition
 
@@ -36,7 +36,6 @@ class Audit:
     follow, wait for the cluster) and superseding have none, as before the lifecycle was written down."""
 
     who: Principal
-    service: str
     action: str
     app: str
     namespace: str
@@ -87,14 +86,5 @@ def _stamp(deployment: Deployment, to: DeploymentStatus) -> None:
         deployment.finished_at = datetime.now(UTC)
 
 
-def _record(session: AsyncSession, audit: Audit) -> None:
-    record_audit(
-        session,
-        audit.who,
-        service=audit.service,
-        action=audit.action,
-        target_type="app",
-        target=audit.app,
-        namespace=audit.namespace,
-        detail=audit.detail,
-    )
+def _record(session: AsyncSession, what: Audit) -> None:
+    audit(session, what.who, what.action, "app", what.app, what.namespace, **what.detail)

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service import SERVICE
 from kepler_app_service.releases import events, manifests, repository, service
 from kepler_app_service.releases.lifecycle import Audit, move
 from kepler_app_service.releases.rollout import (
@@ -301,7 +300,6 @@ class Runner:
         detail = {"failed_release": target.release, "to_release": good.number, "reason": reason}
         audit = Audit(
             who=SYSTEM,
-            service=SERVICE,
             action="app.auto_rollback",
             app=app.name,
             namespace=target.namespace,

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service import SERVICE
 from kepler_app_service.audit import audit
 from kepler_app_service.releases import manifests, repository
 from kepler_app_service.releases.lifecycle import Audit, begin, move
@@ -117,7 +116,6 @@ async def approve(
         raise Forbidden("Someone other than the requester must approve a deployment.")
     audit = Audit(
         who=who,
-        service=SERVICE,
         action="app.deploy_approve",
         app=app.name,
         namespace=ns,
@@ -255,7 +253,6 @@ async def cancel(
         raise Conflict(f"Only a pending deployment can be cancelled; this one is {deployment.status.value}.")
     audit = Audit(
         who=who,
-        service=SERVICE,
         action="app.deploy_cancel",
         app=app.name,
         namespace=ns,
