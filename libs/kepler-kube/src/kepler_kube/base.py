@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kepler_kit.errors import Conflict, ServiceUnavailable
+from kepler_kit.errors import Conflict, KeplerError, ServiceUnavailable
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kepler"
@@ -19,9 +19,14 @@ APPLY_PATCH = "application/apply-patch+yaml"
 class ClusterUnavailable(ServiceUnavailable):
     title = "Cluster unavailable"
 
-    def __init__(self, cluster: str, why: str) -> None:
-        super().__init__(f"Cluster '{cluster}' cannot be reached: {why}.", cluster=cluster)
-        self.cluster = cluster
+    def __init__(self, cluster: str, why: str, retry_after: float | None = None) -> None:
+        seconds = str(max(1, round(retry_after))) if retry_after is not None else "5"
+        super().__init__(
+            f"Cluster '{cluster}' cannot be reached: {why}.",
+            cluster=cluster,
+            headers={"Retry-After": seconds},
+        )
+        self.cluster, self.retry_after = cluster, retry_after
 
 
 class BadCredentials(ClusterUnavailable):
@@ -34,6 +39,16 @@ class BadCredentials(ClusterUnavailable):
         super().__init__(cluster, f"bad credentials ({why})")
 
 
+class CredentialsRefused(ClusterUnavailable):
+    """401: the API server does not accept Kepler's credentials (a revoked or expired token): no call
+    succeeds until an admin replaces them."""
+
+    title = "Cluster credentials refused"
+
+    def __init__(self, cluster: str, why: str) -> None:
+        super().__init__(cluster, f"credentials refused ({why})")
+
+
 class NotInCluster(Conflict):
     def __init__(self, cluster: str, kind: str, namespace: str, name: str) -> None:
         super().__init__(
@@ -44,7 +59,66 @@ class NotInCluster(Conflict):
 
 
 class WatchExpired(Exception):
-    """The resourceVersion we watched from is gone (410): re-list, then watch from the list's version."""
+    """The resourceVersion we watched from is gone (410, as an HTTP status or an ERROR event), or is newer
+    than a lagging API server has seen (504 `ResourceVersionTooLarge`): re-list, then watch from the
+    *list's* resourceVersion, never from one object's."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One `details.causes[]` entry of a Kubernetes Status: `field` is the object path it names."""
+
+    reason: str | None
+    message: str
+    field: str | None
+
+
+class KubeError(KeplerError):
+    """The API server answered a request with an error Status (`kind: Status, status: Failure`) that Kepler
+    cannot retry away. `code` is the HTTP status the cluster answered, `reason` the Status reason
+    (`Invalid`, `Forbidden`, `AlreadyExists`...), `causes` its field causes. Rendered as a 502 unless a
+    subclass knows better: the cluster refused what Kepler asked, which is not the caller's request."""
+
+    status, code, title = 502, "cluster-refused", "Cluster refused the request"
+
+    def __init__(
+        self, cluster: str, answered: int, reason: str, message: str, causes: tuple[Cause, ...] = ()
+    ) -> None:
+        super().__init__(
+            f"Cluster '{cluster}' answered {answered} {reason}: {message}",
+            cluster=cluster,
+            cluster_reason=reason,
+        )
+        self.cluster, self.answered, self.reason, self.message = cluster, answered, reason, message
+        self.causes = causes
+
+
+class KubeNotFound(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+    status, code, title = 404, "not-found", "Not found"
+
+
+class KubeConflict(KubeError):
+    """409: `Conflict` (a stale resourceVersion, a field another manager owns) or `AlreadyExists`."""
+
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class KubeInvalid(KubeError):
+    """422 `Invalid` (or 400/413: a request the API server will never take): the object breaks the
+    cluster's validation; `causes` name the fields."""
+
+    status, code, title = 422, "cluster-rejected", "Cluster rejected the object"
+
+
+class KubeForbidden(KubeError):
+    """403: Kepler's credentials may not do this (RBAC, admission), or the namespace is being deleted
+    (`terminating`)."""
+
+    @property
+    def terminating(self) -> bool:
+        return any(cause.reason == "NamespaceTerminating" for cause in self.causes)
 
 
 @dataclass(frozen=True)
