@@ -2,15 +2,24 @@
 cluster's reason, never data read as an object (kubernetes-asyncio's `_preload_content=False` path hands
 error bodies back as if they were objects)."""
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from kepler_db import Cluster
-from kepler_kube.base import ClusterUnavailable, Kube, NotInCluster, WatchExpired
+from kepler_kube.base import (
+    ClusterCredentials,
+    ClusterUnavailable,
+    CredentialsRefused,
+    Kube,
+    KubeInvalid,
+    NotInCluster,
+    WatchExpired,
+)
+from kepler_kube.client import KubernetesCluster
 from kepler_kube.registry import ClusterRegistry
-from kepler_kubefake import KubeFake, ServerError, WatchGone
+from kepler_kubefake import Delay, KubeFake, ServerError, WatchGone
 
 ClusterRow = Callable[..., Cluster]
 
@@ -52,21 +61,74 @@ class TestReads:
 class TestErrorsAreNeverData:
     async def test_server_error_is_cluster_unavailable(self, kube: Kube, fake: KubeFake) -> None:
         """An overloaded API server answers 503 with a Status body; a list must not read as empty."""
-        fake.inject(ServerError(status=503, path="/configmaps"))
+        fake.inject(ServerError(status=503, times=50, path="/configmaps"))
         with pytest.raises(ClusterUnavailable, match="503"):
             await kube.list("ConfigMap", "team-a")
 
-    async def test_invalid_object_is_an_api_error(self, kube: Kube) -> None:
-        """422 Invalid from validation reaches the caller with the server's message."""
+    async def test_invalid_object_names_the_fields(self, kube: Kube) -> None:
+        """422 Invalid (apimachinery `NewInvalid`) reaches the caller typed, with the field causes."""
         bad = {**CONFIG, "metadata": {"name": "Not_A_Name", "namespace": "team-a"}}
-        with pytest.raises(ApiException) as raised:
+        with pytest.raises(KubeInvalid) as raised:
             await kube.apply(bad)
-        assert raised.value.status == 422
+        assert raised.value.answered == 422
+        assert raised.value.reason == "Invalid"
+        assert [cause.field for cause in raised.value.causes] == ["metadata.name"]
 
-    async def test_expired_watch_raises(self, kube: Kube, fake: KubeFake) -> None:
-        """A resourceVersion too old answers 410 Gone (API concepts, "Efficient detection of changes")."""
+    @pytest.mark.parametrize("as_event", [True, False])
+    async def test_expired_watch_raises(self, kube: Kube, fake: KubeFake, as_event: bool) -> None:
+        """A resourceVersion too old answers an ERROR event with a 410 Status (the watch cache), or HTTP 410
+        (API concepts, "Efficient detection of changes"): both are WatchExpired."""
         listed = await kube.list("ConfigMap", "team-a")
-        fake.inject(WatchGone(path="/configmaps"))
+        fake.inject(WatchGone(path="/configmaps", as_event=as_event))
         with pytest.raises(WatchExpired):
             async for _ in kube.watch("ConfigMap", "team-a", listed["metadata"]["resourceVersion"]):
                 pass
+
+
+class TestRetries:
+    async def test_overload_is_retried(self, kube: Kube, fake: KubeFake) -> None:
+        """A 503 or 429 is the API server shedding load (API Priority and Fairness): trying again succeeds."""
+        fake.inject(ServerError(status=503, times=2, path="/configmaps"))
+        await kube.apply(CONFIG)
+        applies = [r for r in fake.requests if r.method == "PATCH" and r.path.endswith("/settings")]
+        assert len(applies) == 3
+        got = await kube.get("ConfigMap", "team-a", "settings")
+        assert got is not None
+
+    async def test_persistent_overload_gives_up(self, kube: Kube, fake: KubeFake) -> None:
+        """Retries are bounded: a server that keeps failing is unavailable, after a few attempts."""
+        fake.inject(ServerError(status=500, times=50, path="/configmaps"))
+        with pytest.raises(ClusterUnavailable, match="500"):
+            await kube.list("ConfigMap", "team-a")
+        lists = [r for r in fake.requests if r.path.endswith("/configmaps")]
+        assert len(lists) == KubernetesCluster.RETRIES
+
+
+class TestAuth:
+    async def test_refused_token_is_credentials_refused(self, fake: KubeFake) -> None:
+        """401 on every path for a bad bearer token (authentication filter): the stored credentials are
+        wrong, which no retry mends."""
+        kube = KubernetesCluster(ClusterCredentials("east", fake.url, token="wrong"), timeout=5.0)
+        try:
+            with pytest.raises(CredentialsRefused, match="401"):
+                await kube.ping()
+            with pytest.raises(CredentialsRefused):
+                await kube.get("ConfigMap", "default", "x")
+        finally:
+            await kube.close()
+
+
+class TestSilentWatch:
+    async def test_a_watch_that_never_answers_is_cut(self, fake: KubeFake) -> None:
+        """A watch whose server goes silent (a half-open connection) is cut by the client's own timeout, a
+        little after the server's `timeoutSeconds`, instead of hanging the watcher."""
+        creds = ClusterCredentials("east", fake.url, token="kubefake-token")
+        kube = KubernetesCluster(creds, timeout=0.5, watch_seconds=1)
+        fake.inject(Delay(seconds=30, times=1, path="/configmaps"))
+        try:
+            async with asyncio.timeout(10):
+                with pytest.raises(ClusterUnavailable, match="TimeoutError"):
+                    async for _ in kube.watch("ConfigMap", "default", None):
+                        pass
+        finally:
+            await kube.close()

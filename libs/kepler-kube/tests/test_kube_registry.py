@@ -8,7 +8,7 @@ import pytest
 
 from kepler_db import Cluster
 from kepler_kit.crypto import SecretBox
-from kepler_kube.base import BadCredentials
+from kepler_kube.base import BadCredentials, CredentialsRefused
 from kepler_kube.registry import ClusterRegistry
 
 ClusterRow = Callable[..., Cluster]
@@ -23,11 +23,11 @@ class TestClient:
         kube = await registry.client(cluster_row())
         await kube.ping()
 
-    async def test_a_token_the_cluster_refuses_is_bad_credentials(
+    async def test_a_token_the_cluster_refuses_is_credentials_refused(
         self, registry: ClusterRegistry, cluster_row: ClusterRow
     ) -> None:
         kube = await registry.client(cluster_row(token="not-the-token"))
-        with pytest.raises(BadCredentials, match="east.*401"):
+        with pytest.raises(CredentialsRefused, match="east.*401"):
             await kube.ping()
 
     async def test_reused_until_the_row_changes(

@@ -95,7 +95,9 @@ async def fake() -> AsyncIterator[KubeFake]:
 
 @pytest.fixture
 def settings(settings_overrides: dict[str, Any]) -> AppServiceSettings:
-    return AppServiceSettings(**settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2)
+    return AppServiceSettings(
+        **settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2, rollout_stable_seconds=0.2
+    )
 
 
 @pytest.fixture

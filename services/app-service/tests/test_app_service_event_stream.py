@@ -53,7 +53,14 @@ class TestDocumentedEvents:
         document = create_app().openapi()
         ok = document["paths"][FOLLOW]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
         assert ok["type"] == "object"
-        assert set(ok["discriminator"]["mapping"]) == {"status", "replicas", "pods", "auto_rollback"}
+        assert set(ok["discriminator"]["mapping"]) == {
+            "status",
+            "replicas",
+            "pods",
+            "auto_rollback",
+            "rejected",
+            "stabilising",
+        }
         pods = document["components"]["schemas"]["PodSummary"]
         assert {"name", "phase", "ready", "restarts"} <= set(pods["required"])
 

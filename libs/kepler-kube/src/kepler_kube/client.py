@@ -5,6 +5,7 @@ Objects travel as plain dicts (`_preload_content=False`): app-service never need
 and skipping them keeps a watch of thousands of objects cheap.
 """
 
+import asyncio
 import contextlib
 import json
 import tempfile
@@ -19,18 +20,22 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kepler_kube.base import (
     APPLY_PATCH,
     FIELD_MANAGER,
-    BadCredentials,
     ClusterCredentials,
     ClusterUnavailable,
+    KubeError,
+    KubeNotFound,
     NotInCluster,
     Obj,
     WatchExpired,
     rest_path,
 )
+from kepler_kube.status import Answer, error_of, retry_of
 
 
 class KubernetesCluster:
     """The real client: kubernetes-asyncio's ApiClient (aiohttp underneath), unmodified."""
+
+    RETRIES = 4
 
     def __init__(
         self, credentials: ClusterCredentials, timeout: float = 10.0, watch_seconds: int = 10
@@ -78,27 +83,21 @@ class KubernetesCluster:
             raise ClusterUnavailable(self.name, type(exc).__name__) from exc
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._send(
-            method, path, _preload_content=False, _request_timeout=self._timeout, **kwargs
-        )
-        return await self._checked(response)
-
-    async def _checked(self, response: Any) -> Any:
-        """`_preload_content=False` hands back error bodies as if they were objects (a 401's Status read as an
-        empty Deployment list): every non-2xx becomes an error here. A cluster that refuses Kepler's
-        credentials or fails is unavailable (503 naming it); other answers raise `ApiException`."""
-        if 200 <= response.status <= 299:
-            return response
-        try:
-            body = await response.read()
-        finally:
-            response.release()
-        status, reason = response.status, _message(body) or response.reason
-        if status in (401, 403):
-            raise BadCredentials(self.name, f"the API server answered {status}: {reason}")
-        if status == 429 or status >= 500:
-            raise ClusterUnavailable(self.name, f"the API server answered {status}: {reason}")
-        raise ApiException(status=status, reason=reason)
+        """The response when the cluster answered 2xx. 429 (API Priority and Fairness) and 5xx are retried
+        with backoff, a few times within about ten seconds (every request Kepler sends is idempotent:
+        server-side apply, reads, deletes); any other answer raises its typed error."""
+        for attempt in range(1, self.RETRIES + 1):
+            response = await self._send(
+                method, path, _preload_content=False, _request_timeout=self._timeout, **kwargs
+            )
+            if 200 <= response.status <= 299:
+                return response
+            answer = await _answer(response)
+            retry = retry_of(answer, attempt)
+            if retry is None or attempt == self.RETRIES:
+                raise error_of(self.name, answer, retry)
+            await asyncio.sleep(retry.seconds)
+        raise AssertionError("unreachable: the last attempt raises")
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Obj:
         response = await self._call(method, path, **kwargs)
@@ -132,23 +131,26 @@ class KubernetesCluster:
                 body={"spec": {"replicas": replicas}},
                 header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotInCluster(self.name, "Deployment", namespace, name) from exc
-            raise
+        except KubeNotFound as exc:
+            raise NotInCluster(self.name, "Deployment", namespace, name) from exc
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:
             return await self._json(
                 "GET", rest_path(kind, namespace, name), header_params={"Accept": "application/json"}
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except KubeNotFound:
+            return None
 
-    async def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> Obj:
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Obj:
         query = [("labelSelector", label_selector)] if label_selector else []
+        query += [("fieldSelector", field_selector)] if field_selector else []
         return await self._json(
             "GET",
             rest_path(kind, namespace),
@@ -161,10 +163,8 @@ class KubernetesCluster:
             await self._json(
                 "DELETE", rest_path(kind, namespace, name), header_params={"Accept": "application/json"}
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+        except KubeNotFound:
+            return False
         return True
 
     async def watch(
@@ -175,7 +175,11 @@ class KubernetesCluster:
         field_selector: str | None = None,
         label_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, Obj]]:
-        """Events from `resource_version` until the server ends the stream; raises WatchExpired on 410."""
+        """Events from `resource_version` until the server ends the stream, which it does after
+        `watch_seconds`; a stream still open well after that (a half-open connection) is cut by the client's
+        own timeout, and ends like a server timeout. Raises WatchExpired when the version is out of the
+        server's window (410, as an ERROR event or an HTTP status) or newer than it has seen (504
+        `ResourceVersionTooLarge`): re-list and watch from the list's version."""
         query = [
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
@@ -184,37 +188,55 @@ class KubernetesCluster:
         query += [("resourceVersion", resource_version)] if resource_version else []
         query += [("fieldSelector", field_selector)] if field_selector else []
         query += [("labelSelector", label_selector)] if label_selector else []
-        sent = await self._send(
+        response = await self._send(
             "GET",
             rest_path(kind, namespace),
             query_params=query,
             _preload_content=False,
+            _request_timeout=aiohttp.ClientTimeout(
+                total=self._watch_seconds + self._timeout, sock_connect=self._timeout
+            ),
             header_params={"Accept": "application/json"},
         )
-        try:
-            response = await self._checked(sent)
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired from exc
-            raise
+        if not 200 <= response.status <= 299:
+            answer = await _answer(response)
+            if answer.expired:
+                raise WatchExpired(answer.message)
+            raise error_of(self.name, answer, retry_of(answer, 1))
         try:
             async for line in response.content:
                 if line.strip():
-                    yield _event(json.loads(line))
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            return  # a dropped stream ends like a timeout: the caller resumes from its last version
+                    yield self._event(json.loads(line))
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+            return  # a dropped or stalled stream ends like a timeout: the caller resumes from its version
         finally:
             response.release()
 
+    def _event(self, event: Obj) -> tuple[str, Obj]:
+        """ERROR events carry a Status: 410 Expired (the usual form from the watch cache) is WatchExpired;
+        any other is the error it names."""
+        if event.get("type") != "ERROR":
+            return event["type"], event["object"]
+        answer = Answer.of_status(event.get("object"))
+        if answer.expired:
+            raise WatchExpired(answer.message)
+        raise error_of(self.name, answer, None)
+
     async def ping(self) -> None:
-        """Raises ClusterUnavailable when the API server does not answer or refuses Kepler's credentials:
-        so not `/version`, which anonymous users may read, but a LIST Kepler needs anyway (namespaces)."""
-        await self._json(
-            "GET",
-            "/api/v1/namespaces",
-            query_params=[("limit", "1")],
-            header_params={"Accept": "application/json"},
-        )
+        """Raises ClusterUnavailable when the API server does not answer, or refuses Kepler's credentials or
+        what Kepler needs of it: so not `/version`, which anonymous users may read, but a LIST Kepler needs
+        anyway (namespaces)."""
+        try:
+            await self._json(
+                "GET",
+                "/api/v1/namespaces",
+                query_params=[("limit", "1")],
+                header_params={"Accept": "application/json"},
+            )
+        except KubeError as exc:
+            raise ClusterUnavailable(
+                self.name, f"the API server answered {exc.answered} {exc.reason}"
+            ) from exc
 
     async def close(self) -> None:
         await self._api.close()
@@ -226,17 +248,11 @@ class KubernetesCluster:
                 path.unlink()
 
 
-def _message(body: bytes) -> str | None:
-    """The `message` of the Status object Kubernetes answers errors with."""
+async def _answer(response: Any) -> Answer:
     try:
-        status = json.loads(body)
-    except ValueError:
-        return None
-    message = status.get("message") if isinstance(status, dict) else None
-    return str(message) if message else None
-
-
-def _event(event: Obj) -> tuple[str, Obj]:
-    if event.get("type") == "ERROR" and (event.get("object") or {}).get("code") == 410:
-        raise WatchExpired
-    return event["type"], event["object"]
+        body = await response.read()
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+        body = b""
+    finally:
+        response.release()
+    return Answer.of_response(response.status, response.reason, response.headers.get("Retry-After"), body)

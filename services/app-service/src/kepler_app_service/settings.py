@@ -14,6 +14,13 @@ class AppServiceSettings(KeplerSettings):
         None, description="Cluster for namespaces bound to none (the sandbox sets it)"
     )
     crash_loop_restarts: int = Field(3, ge=1, description="Restarts of a new pod that fail its rollout early")
+    rollout_stable_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="After a rollout completes, its new pods must run this long without a restart before "
+        "the deployment succeeds (a container without a readinessProbe is Ready as soon as it starts)",
+    )
     # An interrupted deployment resumes within deploy_stale_seconds + sweep_interval_seconds (12 + 5 s).
     # A running deployment heartbeats at least once per watch window, so the window must stay well
     # below the staleness or a live rollout would be taken for a dead one.

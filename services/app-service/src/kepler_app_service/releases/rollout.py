@@ -1,13 +1,27 @@
-"""Reading a Deployment as `kubectl rollout status` does, plus the crash loops kubectl would wait out."""
+"""Reading a Deployment as `kubectl rollout status` does, plus the crash loops kubectl would wait out, and the
+pods that only look healthy: a container without a readinessProbe is Ready as soon as it runs
+(`pkg/kubelet/prober/prober_manager.go`), so an image that exits after a few seconds completes its rollout
+before it crash-loops. Success is decided after the new pods stayed up for a while (`unsteady`)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 Obj = dict[str, Any]
+# The kubelet's waiting reasons of a container that cannot run (pkg/kubelet/container/sync_result.go,
+# pkg/kubelet/images/types.go): none of them mends itself without a change to the pod or the cluster.
 CRASH_REASONS = frozenset(
-    {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"}
+    {
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
 )
+UNSCHEDULABLE = "Unschedulable"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +135,7 @@ class PodState:
                 for c in containers
                 if (c.get("state") or {}).get("waiting")
             ),
-            None,
+            _unscheduled(status),
         )
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
@@ -136,6 +150,26 @@ class PodState:
             node=(pod.get("spec") or {}).get("nodeName"),
             release=(metadata.get("annotations") or {}).get("kepler.dev/release"),
         )
+
+
+def _unscheduled(status: Obj) -> str | None:
+    """An Unschedulable pod has no container statuses, only `PodScheduled=False` (pkg/scheduler)."""
+    scheduled = _condition(status, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == UNSCHEDULABLE:
+        return UNSCHEDULABLE
+    return None
+
+
+def unsteady(pods: list[PodState], release: int, before: Mapping[str, int]) -> PodState | None:
+    """A pod of this release that restarted since the deployment began (`before`: restarts of the pods
+    that already ran then; a pod that runs unchanged since last month keeps last month's restarts), or
+    cannot run. One restart is enough: the rollout counted the pod available and will not look again."""
+    for pod in pods:
+        if pod.release != str(release):
+            continue
+        if pod.restarts > before.get(pod.name, 0) or pod.waiting_reason in CRASH_REASONS:
+            return pod
+    return None
 
 
 def crash_looping(pods: list[PodState], release: int, threshold: int) -> PodState | None:

@@ -23,6 +23,7 @@ from kepler_app_service.releases.rollout import (
     ended,
     rollout_status,
     timed_out,
+    unsteady,
 )
 from kepler_app_service.releases.states import AWAITING_APPROVAL, DEPLOYMENTS, TERMINAL
 from kepler_app_service.settings import AppServiceSettings
@@ -30,13 +31,45 @@ from kepler_db import models
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import WorkerContext, session_scope
 from kepler_kit.logging import get_logger
-from kepler_kube.base import ClusterUnavailable, Kube, WatchExpired
+from kepler_kube.base import ClusterUnavailable, Kube, KubeError, KubeForbidden, WatchExpired
 from kepler_kube.registry import ClusterRegistry
 
 log = get_logger(__name__)
 SYSTEM = Principal(user_id=None, name="kepler")
 HEARTBEAT_SECONDS = 4.0  # well below AppServiceSettings.deploy_stale_seconds
 REPLICA_EVENTS_EVERY = 0.25
+STABLE_CHECKS = 10  # looks at the pods during the stabilisation window, at least one a second
+
+
+_FOLLOWING = (models.DeploymentStatus.applying, models.DeploymentStatus.progressing)
+
+
+class Rejected(Exception):
+    """The API server refused one of the release's objects: nothing later in the list was applied."""
+
+    def __init__(self, obj: manifests.Obj, error: KubeError) -> None:
+        super().__init__(error.detail)
+        self.kind, self.name, self.error = obj["kind"], obj["metadata"]["name"], error
+
+    @property
+    def reason(self) -> str:
+        if isinstance(self.error, KubeForbidden) and self.error.terminating:
+            return "NamespaceTerminating"
+        return self.error.reason
+
+    @property
+    def message(self) -> str:
+        return f"the cluster rejected {self.kind} '{self.name}': {self.error.message}"
+
+    def event(self) -> dict[str, Any]:
+        causes = [{"field": c.field, "reason": c.reason, "message": c.message} for c in self.error.causes]
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "reason": self.reason,
+            "message": self.message,
+            "causes": causes,
+        }
 
 
 @dataclass
@@ -59,6 +92,7 @@ class Progress:
     pods_listed: float = 0.0  # monotonic: pods are listed at most a few times a second
     beat: float = 0.0
     stale_timeout: manifests.Obj | None = None  # see `rollout.timed_out`
+    restarts_before: dict[str, int] | None = None  # each pod's restarts when the deployment was first seen
 
 
 class Runner:
@@ -75,6 +109,11 @@ class Runner:
             self.registry.failed(exc)
             await self._back_to_pending(target, exc)
             return "cluster-unavailable"
+        except Rejected as rejected:
+            self.registry.reached(target.kube.name)
+            await self._record(target, "rejected", rejected.event())
+            await self._finish(target, ended(rejected.reason, rejected.message, {}))
+            return "failed"
         self.registry.reached(target.kube.name)
         outcome = await self._follow(target, applied)
         if outcome is None:
@@ -128,14 +167,22 @@ class Runner:
         return deployment.status is models.DeploymentStatus.superseded
 
     async def _apply(self, target: Target) -> manifests.Obj:
+        """Applies the namespace (once per process) and the release's objects in order; raises Rejected
+        for the first one the API server refuses."""
         if (target.kube.name, target.namespace) not in self.registry.namespaces:
             namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}}
-            await target.kube.apply(namespace)
+            await self._apply_one(target.kube, namespace)
             self.registry.namespaces.add((target.kube.name, target.namespace))
         applied: manifests.Obj = {}
         for obj in target.objects:
-            applied = await target.kube.apply(obj)
+            applied = await self._apply_one(target.kube, obj)
         return applied  # the Deployment: applied last
+
+    async def _apply_one(self, kube: Kube, obj: manifests.Obj) -> manifests.Obj:
+        try:
+            return await kube.apply(obj)
+        except KubeError as exc:
+            raise Rejected(obj, exc) from exc
 
     async def _back_to_pending(self, target: Target, error: ClusterUnavailable) -> None:
         """The cluster is down: the deployment waits (the sweeper retries) until it is back or cancelled."""
@@ -160,9 +207,12 @@ class Runner:
             await move(session, deployment, models.DeploymentStatus.progressing)
         progress = Progress(stale_timeout=timed_out(applied))
         rollout = rollout_status(applied, progress.stale_timeout)
+        await self._pods(target, progress)  # the restarts pods had before
         first = True
         while time.monotonic() < target.deadline:
-            if rollout.done or rollout.failed:
+            if rollout.done:
+                return await self._stabilise(target, progress, rollout, version)
+            if rollout.failed:
                 await self._pods(target, progress)  # followers see the pods as they were at the end
                 return rollout
             if not first:  # pods are looked at after each watch window, not before the first
@@ -193,14 +243,55 @@ class Runner:
                     if rollout.done or rollout.failed:
                         break
         except WatchExpired:
-            current = await target.kube.get("Deployment", target.namespace, target.app)
-            if current is None:
-                return ended("Deleted", "the Deployment was deleted", rollout.counts), version
-            return rollout_status(current, progress.stale_timeout), current["metadata"]["resourceVersion"]
+            return await self._relist(target, progress, rollout, version)
         except ClusterUnavailable as exc:
             self.registry.failed(exc)
             await asyncio.sleep(2)
+        except KubeError as exc:  # e.g. Kepler may no longer watch (RBAC changed): the deadline bounds it
+            log.warning("rollout_watch_refused", app=target.app, namespace=target.namespace, error=exc.detail)
+            await asyncio.sleep(2)
         return rollout, version
+
+    async def _relist(
+        self, target: Target, progress: Progress, rollout: Rollout, version: str
+    ) -> tuple[Rollout, str]:
+        """After a 410, the watch resumes from a LIST's resourceVersion: the Deployment's own version may be
+        older than the server's window (it changes only when the Deployment does), and would expire again."""
+        try:
+            listed = await target.kube.list(
+                "Deployment", target.namespace, field_selector=f"metadata.name={target.app}"
+            )
+        except (ClusterUnavailable, KubeError) as exc:
+            log.warning("rollout_relist_failed", app=target.app, namespace=target.namespace, error=str(exc))
+            await asyncio.sleep(2)
+            return rollout, version
+        items, version = listed["items"], listed["metadata"]["resourceVersion"]
+        if not items:
+            return ended("Deleted", "the Deployment was deleted", rollout.counts), version
+        return rollout_status(items[0], progress.stale_timeout), version
+
+    async def _stabilise(
+        self, target: Target, progress: Progress, rollout: Rollout, version: str
+    ) -> Rollout | None:
+        """The rollout completed: its new pods must now stay up, without a restart, for the stabilisation
+        window before the deployment succeeds; a pod that restarts or cannot run fails it. None once
+        another deployment superseded this one."""
+        window = self.settings.rollout_stable_seconds
+        await self._record(target, "stabilising", {"seconds": window})
+        until = time.monotonic() + window
+        while True:
+            pods = await self._pods(target, progress)
+            bad = unsteady(pods or [], target.release, progress.restarts_before or {})
+            if bad is not None:
+                why = bad.waiting_reason or "a restart"
+                message = f"pod {bad.name} failed after the rollout: {why} ({bad.restarts} restarts)"
+                return ended("Unstable", message, rollout.counts)
+            left = until - time.monotonic()
+            if left <= 0:
+                return rollout
+            if not await self._still_ours(target, progress, rollout, version):
+                return None
+            await asyncio.sleep(min(left, max(window / STABLE_CHECKS, 0.05), 1.0))
 
     async def _pods(
         self, target: Target, progress: Progress, throttled: bool = False
@@ -213,9 +304,11 @@ class Runner:
         progress.pods_listed = time.monotonic()
         try:
             listed = await target.kube.list("Pod", target.namespace, target.selector)
-        except ClusterUnavailable:
+        except (ClusterUnavailable, KubeError):
             return None
         pods = sorted((PodState.of(p) for p in listed["items"]), key=lambda p: p.name)
+        if progress.restarts_before is None:
+            progress.restarts_before = {p.name: p.restarts for p in pods}
         if {p.name: p for p in pods} != progress.pods:
             progress.pods = {p.name: p for p in pods}
             await self._record(target, "pods", {"pods": [_pod(p) for p in pods]})
@@ -264,11 +357,8 @@ class Runner:
         async with session_scope(self.ctx) as session:
             app = await repository.locked_app(session, target.app_id)
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
-            if (
-                app is None
-                or deployment is None
-                or deployment.status is not models.DeploymentStatus.progressing
-            ):
+            # applying: the cluster rejected the objects before the rollout began
+            if app is None or deployment is None or deployment.status not in _FOLLOWING:
                 return  # superseded or cancelled while we watched: its new owner reports
             deployment.replicas = outcome.counts
             if outcome.done:
@@ -288,9 +378,10 @@ class Runner:
         outcome: Rollout,
     ) -> None:
         reason = outcome.reason or "Failed"
+        # An automatic rollback that fails is not rolled back in turn: that would walk back through history.
         good = (
             await repository.last_good_release(session, app.id, deployment.release_id)
-            if app.auto_rollback
+            if app.auto_rollback and not deployment.automatic
             else None
         )
         if good is None:

@@ -4,6 +4,7 @@ Kept apart from `lifecycle.move` because the queries need it too (`repository` f
 `move` writes through `events`, which reads through `repository`: one module would be an import cycle.
 
     pending -> applying -> progressing -> succeeded | failed | rolled_back
+    applying -> failed | rolled_back: the cluster rejected the objects (invalid, forbidden, terminating)
     pending -> cancelled (by a person); any active state -> superseded (by a newer deployment)
     applying, progressing -> pending: the cluster was unavailable; the sweeper runs it again
     progressing -> progressing: a re-run (its worker was lost) follows the rollout again
@@ -22,7 +23,13 @@ DEPLOYMENTS = Lifecycle(
     Status.pending,
     {
         Status.pending: {Status.pending, Status.applying, Status.superseded, Status.cancelled},
-        Status.applying: {Status.pending, Status.progressing, Status.superseded},
+        Status.applying: {
+            Status.pending,
+            Status.progressing,
+            Status.failed,
+            Status.rolled_back,
+            Status.superseded,
+        },
         Status.progressing: {
             Status.pending,
             Status.progressing,

@@ -61,6 +61,24 @@ class AutoRollbackData(EventData):
     deployment: uuid.UUID = Field(description="The deployment that rolls back")
 
 
+class RejectionCause(BaseModel):
+    field: str | None = Field(description="The object's field the cause names, e.g. `spec.replicas`")
+    reason: str | None = Field(description="The cluster's cause, e.g. FieldValueInvalid")
+    message: str
+
+
+class RejectedData(EventData):
+    kind: str = Field(description="The kind of the object the cluster refused")
+    name: str
+    reason: str = Field(description="Invalid, Forbidden, NamespaceTerminating, Conflict...")
+    message: str
+    causes: list[RejectionCause] = Field(description="What the cluster said of each field")
+
+
+class StabilisingData(EventData):
+    seconds: float = Field(description="How long the new pods must now run without a restart")
+
+
 class _Frame(BaseModel):
     id: int = Field(description="Send as `Last-Event-ID` to resume after this event")
 
@@ -93,8 +111,24 @@ class AutoRollbackEvent(_Frame):
     data: AutoRollbackData
 
 
+class RejectedEvent(_Frame):
+    """The cluster refused one of the release's objects: the deployment fails (a `status` event follows)."""
+
+    event: Literal["rejected"]
+    data: RejectedData
+
+
+class StabilisingEvent(_Frame):
+    """The rollout completed; the deployment succeeds once its new pods have run, without a restart, for
+    `seconds` (a pod that restarts or cannot run fails it)."""
+
+    event: Literal["stabilising"]
+    data: StabilisingData
+
+
 DeploymentStreamEvent = Annotated[
-    StatusEvent | ReplicasEvent | PodsEvent | AutoRollbackEvent, Field(discriminator="event")
+    StatusEvent | ReplicasEvent | PodsEvent | AutoRollbackEvent | RejectedEvent | StabilisingEvent,
+    Field(discriminator="event"),
 ]
 
 
