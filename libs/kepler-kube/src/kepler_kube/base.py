@@ -113,8 +113,15 @@ class KubeInvalid(KubeError):
 
 
 class KubeForbidden(KubeError):
-    """403: Kepler's credentials may not do this (RBAC, admission), or the namespace is being deleted
-    (`terminating`)."""
+    """403: Kepler's credentials may not do this (RBAC, admission: a 502, the platform's to mend), or the
+    namespace is being deleted (`terminating`: a 409, the state of the namespace)."""
+
+    def __init__(
+        self, cluster: str, answered: int, reason: str, message: str, causes: tuple[Cause, ...] = ()
+    ) -> None:
+        super().__init__(cluster, answered, reason, message, causes)
+        if self.terminating:
+            self.status, self.code, self.title = 409, "namespace-terminating", "Namespace is being deleted"
 
     @property
     def terminating(self) -> bool:

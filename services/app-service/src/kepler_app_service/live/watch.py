@@ -21,7 +21,7 @@ from kepler_db import App, Cluster, Namespace
 from kepler_kit.leases import Lease, Leases
 from kepler_kit.logging import get_logger
 from kepler_kit.metrics import REGISTRY
-from kepler_kube.base import ClusterUnavailable, Kube, WatchExpired
+from kepler_kube.base import ClusterUnavailable, Kube, KubeError, WatchExpired
 from kepler_kube.registry import ClusterRegistry
 
 log = get_logger(__name__)
@@ -149,7 +149,9 @@ class LiveStatus:
                 failures = 0
             except WatchExpired:
                 version = None
-            except Exception as exc:  # unreachable, refused (401/403), a bad answer: retry from a fresh LIST
+            except (
+                Exception
+            ) as exc:  # unreachable, refused (401/403), a bad answer: back off, then a fresh LIST
                 self._failed(cluster, exc)
                 version, failures = None, failures + 1
                 await asyncio.sleep(self._retry.delay(failures))
@@ -228,8 +230,9 @@ class LiveStatus:
 
 
 def _named(exc: Exception) -> str:
-    status = getattr(exc, "status", None)  # an ApiException says its whole response: too long for a log
-    return f"{type(exc).__name__} {status}" if status else type(exc).__name__
+    if isinstance(exc, KubeError):  # e.g. 403: Kepler may not list Deployments (RBAC)
+        return f"the API server answered {exc.answered} {exc.reason}: {exc.message}"
+    return type(exc).__name__
 
 
 async def _fenced_out(session: AsyncSession, leases: set[Lease | None]) -> set[Lease | None]:
