@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from kepler_app_service.releases.rollout import rollout_status, timed_out
+from kepler_app_service.releases.rollout import PodState, rollout_status, timed_out, unsteady
 
 TIMED_OUT = {
     "type": "Progressing",
@@ -45,3 +45,40 @@ class TestRolloutStatus:
             "lastTransitionTime": "2026-11-27T10:05:00Z",
         }
         assert rollout_status(deployment(3, 3, again, replicas=3, updatedReplicas=1), stale).failed
+
+
+def pod(name: str, release: str, restarts: int = 0, waiting: str | None = None, **status: Any) -> PodState:
+    containers = [{"restartCount": restarts, "state": {"waiting": {"reason": waiting}} if waiting else {}}]
+    return PodState.of(
+        {
+            "metadata": {"name": name, "annotations": {"kepler.dev/release": release}},
+            "status": {"phase": "Running", "containerStatuses": containers, **status},
+        }
+    )
+
+
+class TestStabilisation:
+    def test_a_restart_of_a_new_pod_is_unsteady(self) -> None:
+        """A container without a readinessProbe is Ready while it runs (prober_manager.go): a pod that
+        exits after a few seconds was counted available, and restarts afterwards."""
+        assert unsteady([pod("web-1", "2", restarts=1)], 2, {}) is not None
+
+    def test_restarts_from_before_the_deployment_do_not_count(self) -> None:
+        """A rollback to the pods already running keeps their old restart counts."""
+        assert unsteady([pod("web-1", "2", restarts=4)], 2, {"web-1": 4}) is None
+        assert unsteady([pod("web-1", "2", restarts=5)], 2, {"web-1": 4}) is not None
+
+    def test_pods_of_other_releases_do_not_count(self) -> None:
+        assert unsteady([pod("web-1", "1", restarts=3, waiting="CrashLoopBackOff")], 2, {}) is None
+
+    def test_a_container_that_cannot_run_is_unsteady(self) -> None:
+        for reason in ("CreateContainerConfigError", "ErrImagePull", "RunContainerError"):
+            assert unsteady([pod("web-1", "2", waiting=reason)], 2, {}) is not None
+
+    def test_an_unschedulable_pod_says_so(self) -> None:
+        """The scheduler's `PodScheduled=False/Unschedulable`, and no container statuses (pkg/scheduler)."""
+        scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        state = PodState.of(
+            {"metadata": {"name": "web-1"}, "status": {"phase": "Pending", "conditions": [scheduled]}}
+        )
+        assert state.waiting_reason == "Unschedulable"
