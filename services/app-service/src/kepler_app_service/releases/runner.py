@@ -31,7 +31,14 @@ from kepler_db import models
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import WorkerContext, session_scope
 from kepler_kit.logging import get_logger
-from kepler_kube.base import ClusterUnavailable, Kube, KubeError, KubeForbidden, WatchExpired
+from kepler_kube.base import (
+    ClusterUnavailable,
+    Kube,
+    KubeError,
+    KubeForbidden,
+    KubeNotFound,
+    WatchExpired,
+)
 from kepler_kube.registry import ClusterRegistry
 
 log = get_logger(__name__)
@@ -168,7 +175,17 @@ class Runner:
 
     async def _apply(self, target: Target) -> manifests.Obj:
         """Applies the namespace (once per process) and the release's objects in order; raises Rejected
-        for the first one the API server refuses."""
+        for the first one the API server refuses. A 404 means the namespace went away since this process
+        created it (deleted outside Kepler): it is created again, once."""
+        try:
+            return await self._apply_all(target)
+        except Rejected as rejected:
+            if not isinstance(rejected.error, KubeNotFound):
+                raise
+            self.registry.namespaces.discard((target.kube.name, target.namespace))
+            return await self._apply_all(target)
+
+    async def _apply_all(self, target: Target) -> manifests.Obj:
         if (target.kube.name, target.namespace) not in self.registry.namespaces:
             namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target.namespace}}
             await self._apply_one(target.kube, namespace)
