@@ -479,19 +479,6 @@ class TestDeletion:
         [orphan] = fake.objects("ReplicaSet", namespace)
         assert "ownerReferences" not in orphan["metadata"]
 
-    async def test_deleting_a_namespace_deletes_everything_in_it(
-        self, fake: KubeFake, api: ApiClient, namespace: str, make_deployment: MakeDeployment, apply: Apply
-    ) -> None:
-        await apply(make_deployment())
-        await fake.wait_for(lambda: len(fake.objects("Pod", namespace)) == 2)
-
-        await client.CoreV1Api(api).delete_namespace(namespace)
-
-        assert fake.get("Namespace", namespace) is None
-        assert [fake.objects(kind, namespace) for kind in ("Deployment", "ReplicaSet", "Pod", "Event")] == [
-            []
-        ] * 4
-
 
 class TestFaultsAndAuth:
     async def test_injected_5xx_then_recovery(self, fake: KubeFake, api: ApiClient) -> None:

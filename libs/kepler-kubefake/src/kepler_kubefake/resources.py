@@ -111,6 +111,8 @@ class Api:
         self.store = store
         self.clock = clock
         self.namespace_kind = registry.named("Namespace")
+        # Replaced by NamespaceLifecycle (namespaces.py) with the asynchronous, Terminating-first deletion.
+        self.terminate_namespace: Callable[[Obj], Obj] = self._terminate_namespace
 
     # ---- reads
 
@@ -210,7 +212,7 @@ class Api:
             "Orphan" if options.get("orphanDependents") else "Background"
         )
         if t.kind == self.namespace_kind:
-            return self.present(t, obj if opts.dry_run else self._terminate_namespace(obj))
+            return self.present(t, obj if opts.dry_run else self.terminate_namespace(obj))
         if not opts.dry_run:
             self.remove(t.kind, obj, policy)
         if t.kind.returns_deleted_object:
@@ -401,8 +403,7 @@ class Api:
         self.save(kind, new, "kube-garbage-collector")
 
     def _terminate_namespace(self, namespace: Obj) -> Obj:
-        """Terminating, then every object in it deleted, then the namespace itself, like the namespace
-        controller."""
+        """At once: Terminating, then every object in it deleted, then the namespace itself."""
         terminating = clone(namespace)
         terminating["metadata"]["deletionTimestamp"] = self.clock.timestamp()
         terminating["status"] = {"phase": "Terminating"}
