@@ -286,16 +286,6 @@ class TestValidation:
         assert status["details"]["kind"] == "Deployment"
         return status
 
-    async def test_unknown_field_is_rejected(
-        self, fake: KubeFake, apply: Apply, namespace: str, make_deployment: MakeDeployment
-    ) -> None:
-        body = make_deployment()
-        body["spec"]["template"]["spec"]["containers"][0]["imagee"] = "typo"
-
-        status = await self.invalid(fake, apply, body)
-
-        assert status["details"]["causes"][0]["field"] == "spec.template.spec.containers[0].imagee"
-
     async def test_bad_quantity_is_rejected(
         self, fake: KubeFake, apply: Apply, namespace: str, make_deployment: MakeDeployment
     ) -> None:

@@ -29,10 +29,12 @@ from kepler_kubefake.patches import (
     merge_patch,
     strategic_merge_patch,
 )
+from kepler_kubefake.schemas import undeclared_fields
 from kepler_kubefake.selectors import Matcher
 from kepler_kubefake.store import Store
 
 CONTROLLER = "kube-controller-manager"
+MAX_STORED_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
 _SERVER_METADATA = (
     "uid",
     "resourceVersion",
@@ -193,6 +195,7 @@ class Api:
         if not opts.manager:
             raise errors.bad_request("PATCH /apply requires a fieldManager query parameter")
         config = self._incoming(t, body)
+        self._check_declared(t, config)
         wanted_version = (body.get("metadata") or {}).get("resourceVersion")
         req = ApplyRequest(t.kind, opts.manager, t.api_version, opts.force, self.clock.timestamp())
         old = self.store.get(t.kind, t.namespace, config["metadata"]["name"])
@@ -307,6 +310,8 @@ class Api:
             and _without_managed(new) == _without_managed(old)
         ):
             return self.present(t, old)
+        if len(json.dumps(new, separators=(",", ":"))) > MAX_STORED_BYTES:
+            raise errors.etcd_request_too_large()
         if not opts.dry_run:
             self.store.put(t.kind, new)
         return self.present(t, new)
@@ -334,6 +339,19 @@ class Api:
                 )
             meta["namespace"] = t.namespace
         return obj
+
+    def _check_declared(self, t: Target, config: Obj) -> None:
+        """Apply converts the configuration to a typed object first; an undeclared field fails that with a
+        500, not the 422 a POST gets (kubernetes#122480)."""
+        if t.kind.validation != "schema":
+            return
+        undeclared = undeclared_fields(t.kind, _client_owned(t.kind, config))
+        if undeclared:
+            why = f"{undeclared[0]}: field not declared in schema"
+            if len(undeclared) > 1:
+                why = "errors:\n" + "\n".join(f"  {p}: field not declared in schema" for p in undeclared)
+            name = config["metadata"]["name"]
+            raise errors.typed_patch_failed(t.kind, t.api_version, t.namespace, name, why)
 
     def _name(self, t: Target, meta: Obj) -> None:
         if not meta.get("name") and meta.get("generateName") and not t.name:
