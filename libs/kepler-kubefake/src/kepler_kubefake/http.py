@@ -188,7 +188,8 @@ class Frontend:
         sub = rest[2] if len(rest) > 2 else None
         if (sub and sub not in kind.subresources) or (kind.namespaced and name and namespace is None):
             raise errors.page_not_found(path)
-        return Target(kind, version, namespace, name, sub)
+        storage = self.registry.storage(kind)
+        return Target(storage, version, namespace, name, sub, kind if storage is not kind else None)
 
     async def _resource(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query

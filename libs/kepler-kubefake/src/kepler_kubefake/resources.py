@@ -17,6 +17,7 @@ from kepler_kubefake.apply import ApplyRequest, apply_create, apply_to
 from kepler_kubefake.checks import validate_object
 from kepler_kubefake.clock import Clock
 from kepler_kubefake.defaults import apply_defaults
+from kepler_kubefake.eventforms import core_view, to_core, to_events_v1
 from kepler_kubefake.fields import FlatObject, flatten
 from kepler_kubefake.kinds import Obj, Registry, ResourceKind, api_version, clone
 from kepler_kubefake.managed import Entry, prune, read_entries, record_update, same_ownership, write_entries
@@ -55,10 +56,11 @@ class Target:
     namespace: str | None = None
     name: str | None = None
     subresource: str | None = None
+    view: ResourceKind | None = None  # served through another group (events.k8s.io Events), converted
 
     @property
     def api_version(self) -> str:
-        return api_version(self.kind.group, self.version)
+        return api_version((self.view or self.kind).group, self.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,11 @@ class Api:
     def present(self, t: Target, obj: Obj) -> Obj:
         """The object at the version the client asked for (only the apiVersion differs between served
         versions)."""
-        if t.version == t.kind.version or obj.get("kind") == "Status":
+        if obj.get("kind") == "Status":
+            return obj
+        if t.kind.kind == "Event" and t.kind.group == "":
+            return to_events_v1(obj) if t.view is not None else core_view(obj)
+        if t.version == t.kind.version:
             return obj
         return {**obj, "apiVersion": t.api_version}
 
@@ -159,7 +165,7 @@ class Api:
         """Built-in lists carry items without apiVersion/kind, exactly like the real server's JSON."""
         if not t.kind.builtin:
             return self.present(t, obj)
-        return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        return {k: v for k, v in self.present(t, obj).items() if k not in ("apiVersion", "kind")}
 
     # ---- writes
 
@@ -327,6 +333,8 @@ class Api:
         obj = clone(body)
         _expect(obj, "apiVersion", t.api_version, "API version")
         _expect(obj, "kind", t.kind.kind, "kind")
+        if t.view is not None:
+            obj = to_core(obj)
         obj["apiVersion"] = t.kind.api_version
         meta = obj["metadata"] = obj.get("metadata") or {}
         for name in _SERVER_METADATA:

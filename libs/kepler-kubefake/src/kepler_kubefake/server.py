@@ -142,6 +142,7 @@ class KubeFake:
 
     async def close(self) -> None:
         self.namespaces.close()
+        self.controller.events.close()
         self.store.close()
         await self.controller.stop()
         if self._runner is not None:
@@ -176,7 +177,9 @@ class KubeFake:
         if kind is None:
             raise KeyError(f"kubefake serves no {obj.get('apiVersion')} {obj.get('kind')}")
         namespace = obj.get("metadata", {}).get("namespace") if kind.namespaced else None
-        target = Target(kind, obj["apiVersion"].rsplit("/", 1)[-1], namespace)
+        storage = self.registry.storage(kind)
+        view = kind if storage is not kind else None
+        target = Target(storage, obj["apiVersion"].rsplit("/", 1)[-1], namespace, view=view)
         return clone(self.api.create(target, obj, WriteOptions(manager)))
 
     # ---- steering
