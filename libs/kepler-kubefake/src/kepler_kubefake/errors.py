@@ -28,9 +28,12 @@ class ApiError(Exception):
     reason: str
     message: str
     details: Obj = field(default_factory=dict)
+    list_meta: Obj = field(default_factory=dict)  # a Status's own ListMeta (an inconsistent `continue`)
 
     def status(self) -> Obj:
-        return status_object(self.code, self.reason, self.message, self.details)
+        out = status_object(self.code, self.reason, self.message, self.details)
+        out["metadata"] = dict(self.list_meta)
+        return out
 
 
 def status_object(code: int, reason: str, message: str, details: Obj | None = None) -> Obj:
@@ -207,6 +210,19 @@ def too_large_resource_version(wanted: int, current: int) -> ApiError:
         f"Timeout: Too large resource version: {wanted}, current: {current}",
         {"causes": [cause], "retryAfterSeconds": 1},
     )
+
+
+def continue_expired(inconsistent: str) -> ApiError:
+    """410 for a LIST whose `continue` token etcd no longer serves; the Status offers a token that goes on
+    without consistency."""
+    message = (
+        "The provided continue parameter is too old to display a consistent list result. You can start a new "
+        "list without the continue parameter, or use the continue token in this response to retrieve the "
+        "remainder of the results. Continuing with the provided token results in an inconsistent list - "
+        "objects that were created, modified, or deleted between the time the first chunk was returned and "
+        "now may show up in the list."
+    )
+    return ApiError(410, "Expired", message, list_meta={"continue": inconsistent})
 
 
 def page_not_found(path: str) -> ApiError:

@@ -145,13 +145,15 @@ class Api:
         self, t: Target, match: Matcher, limit: int | None = None, token: str | None = None
     ) -> Obj:
         items = [o for o in self.store.objects(t.kind, t.namespace) if match(o)]
-        start = _decode_continue(token) if token else None
+        start = self._continue_from(token) if token else None
         if start is not None:
             items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
         meta: Obj = {"resourceVersion": str(self.store.revision)}
         if limit and len(items) > limit:
             last = items[limit - 1]["metadata"]
-            meta["continue"] = _encode_continue((last.get("namespace", ""), last["name"]))
+            meta["continue"] = _encode_continue(
+                self.store.revision, (last.get("namespace", ""), last["name"])
+            )
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         return {
@@ -160,6 +162,15 @@ class Api:
             "metadata": meta,
             "items": [self._list_item(t, o) for o in items],
         }
+
+    def _continue_from(self, token: str) -> tuple[str, str]:
+        """Where a `continue` token resumes; 410 once etcd has compacted the revision it was issued at
+        (`staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go`, `ErrCompacted`), with a token to go on
+        inconsistently, as the real server offers."""
+        revision, start = _decode_continue(token)
+        if 0 < revision <= self.store.etcd_compacted():
+            raise errors.continue_expired(_encode_continue(-1, start))
+        return start
 
     def _list_item(self, t: Target, obj: Obj) -> Obj:
         """Built-in lists carry items without apiVersion/kind, exactly like the real server's JSON."""
@@ -520,13 +531,16 @@ def _check_preconditions(t: Target, obj: Obj, preconditions: Obj) -> None:
             raise errors.conflict(t.kind, obj["metadata"]["name"])
 
 
-def _encode_continue(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _encode_continue(revision: int, key: tuple[str, str]) -> str:
+    """An opaque token like the apiserver's (base64 JSON of version, revision and start key)."""
+    token = {"v": "meta.k8s.io/v1", "rv": revision, "start": "/".join(key)}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
 
 
-def _decode_continue(token: str) -> tuple[str, str]:
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
     try:
-        namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return str(namespace), str(name)
-    except (ValueError, TypeError) as exc:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = str(decoded["start"]).split("/", 1)
+        return int(decoded["rv"]), (namespace, name)
+    except (ValueError, TypeError, KeyError) as exc:
         raise errors.bad_request("continue key is not valid") from exc

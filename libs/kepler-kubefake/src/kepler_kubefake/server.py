@@ -40,7 +40,9 @@ class KubeFake:
     `watch_window` Kubernetes seconds old (None: no age limit); an expired resourceVersion is answered as an
     ERROR event (`gone_mode="event"`; "http" answers 410/504 on the request itself); a watch from a version
     newer than the server's waits `fresh_wait` Kubernetes seconds, then fails 504 ResourceVersionTooLarge;
-    a deleted namespace stays Terminating for `namespace_delete_delay` Kubernetes seconds; with a `token`,
+    a deleted namespace stays Terminating for `namespace_delete_delay` Kubernetes seconds; a list's
+    `continue` token expires (410) once etcd compacts its revision, `etcd_compaction` Kubernetes seconds
+    later (None: never; `compact()` always does); with a `token`,
     a request without one is 401 unless `anonymous` (then it is system:anonymous).
     """
 
@@ -58,13 +60,15 @@ class KubeFake:
         bookmark_interval: float = 1.0,
         gone_mode: GoneMode = "event",
         namespace_delete_delay: float = 5.0,
+        etcd_compaction: float | None = 300.0,
         kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
         state_file: Path | None = None,
     ) -> None:
         self.registry = Registry(kinds)
         self.clock = Clock(time_scale)
         window = self.clock.real_seconds(watch_window) if watch_window is not None else None
-        self.store = Store(history_size, window)
+        etcd_window = self.clock.real_seconds(etcd_compaction) if etcd_compaction is not None else None
+        self.store = Store(history_size, window, etcd_window)
         self.api = Api(self.registry, self.store, self.clock)
         self.namespaces = NamespaceLifecycle(self.api, self.clock, namespace_delete_delay)
         self.faults = Faults()
@@ -97,6 +101,7 @@ class KubeFake:
         bookmark_interval: float = 1.0,
         gone_mode: GoneMode = "event",
         namespace_delete_delay: float = 5.0,
+        etcd_compaction: float | None = 300.0,
         kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
         state_file: Path | None = None,
     ) -> AsyncIterator["KubeFake"]:
@@ -113,6 +118,7 @@ class KubeFake:
             bookmark_interval=bookmark_interval,
             gone_mode=gone_mode,
             namespace_delete_delay=namespace_delete_delay,
+            etcd_compaction=etcd_compaction,
             kinds=kinds,
             state_file=state_file,
         )

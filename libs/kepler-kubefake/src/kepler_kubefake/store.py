@@ -53,9 +53,15 @@ def owner_uids(obj: Obj) -> list[str]:
 
 
 class Store:
-    def __init__(self, history_size: int = 10_000, history_window: float | None = None) -> None:
+    def __init__(
+        self,
+        history_size: int = 10_000,
+        history_window: float | None = None,
+        etcd_window: float | None = None,
+    ) -> None:
         """`history_size` events per kind, none older than `history_window` real seconds (None: no age
-        limit)."""
+        limit); etcd keeps revisions `etcd_window` real seconds (its compaction), which bounds how long a
+        list's `continue` token stays usable."""
         self._rv = 0
         self._objects: dict[ResourceKind, dict[Key, Obj]] = {}
         self._history_size = max(1, history_size)
@@ -63,6 +69,9 @@ class Store:
         self._history: dict[ResourceKind, deque[Change]] = {}
         self._compacted = 0  # everything at or before this version is gone (compact(), a restart)
         self._evicted: dict[ResourceKind, int] = {}  # per kind: the newest version dropped from history
+        self._etcd_window = etcd_window
+        self._etcd_revisions: deque[tuple[float, int]] = deque()  # (when, revision) within the window
+        self._etcd_compacted = 0
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Callable[[Change], None]] = []
         self._dependents: dict[str, set[tuple[ResourceKind, Key]]] = {}
@@ -117,6 +126,8 @@ class Store:
         history = self._history.setdefault(change.kind, deque())
         history.append(change)
         self._evict(change.kind, history, change.at)
+        self._etcd_revisions.append((change.at, change.rv))
+        self.etcd_compacted(change.at)
         for listener in self._listeners:
             listener(change)
         for sub in self._subscriptions:
@@ -132,6 +143,14 @@ class Store:
         ):
             self._evicted[kind] = history.popleft().rv
 
+    def etcd_compacted(self, now: float | None = None) -> int:
+        """The newest revision etcd has compacted away: older than its window, or `compact()`ed."""
+        now = time.monotonic() if now is None else now
+        window = self._etcd_window
+        while window is not None and self._etcd_revisions and now - self._etcd_revisions[0][0] > window:
+            self._etcd_compacted = self._etcd_revisions.popleft()[1]
+        return max(self._etcd_compacted, self._compacted)
+
     def since(self, kind: ResourceKind, rv: int) -> list[Change]:
         """Changes of `kind` after `rv`, or 410 Gone when its history no longer reaches back that far."""
         oldest = max(self._compacted, self._evicted.get(kind, 0))
@@ -144,6 +163,7 @@ class Store:
         self._compacted = self._rv
         self._history.clear()
         self._evicted.clear()
+        self._etcd_revisions.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """Every object and the resourceVersion counter: what `restore` needs (history is not kept)."""
