@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from kepler_kubefake import KubeFake
 
@@ -82,6 +84,14 @@ class TestEventsApiGroup:
             "default-scheduler",
         )
         assert [e.note for e in listed.items] == ["Successfully assigned"]
+
+    async def test_a_missing_event_is_named_by_its_group(self, api: ApiClient, namespace: str) -> None:
+        with pytest.raises(ApiException) as missing:
+            await client.EventsV1Api(api).read_namespaced_event("nothing", namespace)
+
+        assert (
+            json.loads(missing.value.body or b"{}")["message"] == 'events.events.k8s.io "nothing" not found'
+        )
 
     async def test_the_group_is_discoverable(self, api: ApiClient) -> None:
         resources = await client.EventsV1Api(api).get_api_resources()

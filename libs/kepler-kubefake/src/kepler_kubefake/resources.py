@@ -123,7 +123,7 @@ class Api:
     def existing(self, t: Target) -> Obj:
         obj = self.store.get(t.kind, t.namespace, t.name or "")
         if obj is None:
-            raise errors.not_found(t.kind, t.name or "")
+            raise errors.not_found(t.view or t.kind, t.name or "")
         return obj
 
     def present(self, t: Target, obj: Obj) -> Obj:
