@@ -1,6 +1,7 @@
 """Watches through `kubernetes_asyncio.watch.Watch`: resume, bookmarks, 410 Gone and dropped connections."""
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -202,3 +203,110 @@ class TestDisconnect:
 
         assert watch_request.status == 200
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def raw_watch(fake: KubeFake, namespace: str, resource_version: str) -> tuple[int, list[Manifest]]:
+    """One watch request read to its end, as (HTTP status, events)."""
+    url = f"{fake.url}/api/v1/namespaces/{namespace}/configmaps"
+    query = {"watch": "true", "resourceVersion": resource_version, "timeoutSeconds": "1"}
+    async with aiohttp.ClientSession() as http, http.get(url, params=query) as response:
+        lines = (await response.read()).decode().splitlines()
+    return response.status, [json.loads(line) for line in lines if line]
+
+
+class TestWatchWindow:
+    async def test_events_older_than_the_window_are_expired_as_an_error_event(self) -> None:
+        """The watch cache keeps events ~75 s (`eventFreshDuration` in
+        staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go) and answers an older
+        resourceVersion with HTTP 200 and one ERROR event carrying 410 Expired (`newErrWatcher`)."""
+        async with (
+            KubeFake.start(time_scale=0.002) as fake,  # a 75 s window is 0.15 real seconds
+            ApiClient(client.Configuration(host=fake.url)) as api,
+        ):
+            core = client.CoreV1Api(api)
+            listed = await core.list_namespaced_config_map("default")
+            await core.create_namespaced_config_map("default", configmap("old"))
+            await asyncio.sleep(0.2)
+            await core.create_namespaced_config_map("default", configmap("new"))  # evicts "old"
+
+            code, events = await raw_watch(fake, "default", listed.metadata.resource_version)
+
+        assert code == 200
+        [error] = events
+        assert error["type"] == "ERROR"
+        assert error["object"]["code"] == 410
+        assert error["object"]["reason"] == "Expired"
+        assert error["object"]["message"].startswith("too old resource version: ")
+
+    async def test_a_quiet_resource_still_resumes_from_its_last_event(self) -> None:
+        """Events leave the cache only when newer ones of the same resource arrive
+        (`watchCache.updateCache`), so a watch from the latest version of a quiet kind works."""
+        async with (
+            KubeFake.start(time_scale=0.002) as fake,
+            ApiClient(client.Configuration(host=fake.url)) as api,
+        ):
+            core = client.CoreV1Api(api)
+            await core.create_namespaced_config_map("default", configmap("only"))
+            listed = await core.list_namespaced_config_map("default")
+            await asyncio.sleep(0.2)
+            await core.create_namespaced_secret(
+                "default", client.V1Secret(metadata=client.V1ObjectMeta(name="s"))
+            )
+
+            events = await collect(
+                api,
+                "default",
+                1,
+                resource_version=listed.metadata.resource_version,
+                allow_watch_bookmarks=True,
+            )
+
+        assert events == [("BOOKMARK", "")]
+
+    async def test_gone_mode_http_answers_410_on_the_request(self) -> None:
+        """The explicit option: HTTP 410 on the watch request itself (older apiservers, etcd-direct
+        watches)."""
+        async with KubeFake.start(gone_mode="http") as fake:
+            fake.compact()
+            code, events = await raw_watch(fake, "default", "1")
+
+        assert code == 410
+        assert events[0]["reason"] == "Expired"
+
+    async def test_a_resource_version_from_the_future_times_out(self) -> None:
+        """`waitUntilFreshAndBlock` (staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go) waits
+        3 s for the cache to reach the version, then `storage.NewTooLargeResourceVersionError`: 504 Timeout
+        with cause ResourceVersionTooLarge, delivered as an ERROR event."""
+        async with KubeFake.start(time_scale=0.01) as fake:
+            ahead = str(fake.store.revision + 100)
+            code, events = await raw_watch(fake, "default", ahead)
+
+        assert code == 200
+        [error] = events
+        status = error["object"]
+        assert (error["type"], status["code"], status["reason"]) == ("ERROR", 504, "Timeout")
+        assert status["message"].startswith(f"Timeout: Too large resource version: {ahead}, current: ")
+        assert status["details"]["causes"] == [
+            {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+        ]
+        assert status["details"]["retryAfterSeconds"] == 1
+
+    async def test_a_version_the_server_reaches_in_time_is_served(
+        self, fake: KubeFake, namespace: str
+    ) -> None:
+        """Within the 3 s the watch waits, and then streams from that version on (a lagging HA apiserver
+        catching up)."""
+        next_version = str(fake.store.revision + 1)
+        watching = asyncio.create_task(raw_watch(fake, namespace, next_version))
+        await asyncio.sleep(0)
+        fake.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": namespace}}
+        )
+        fake.create(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": namespace}}
+        )
+
+        code, events = await watching
+
+        assert code == 200
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "b")]

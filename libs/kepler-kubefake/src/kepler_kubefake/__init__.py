@@ -1,7 +1,7 @@
 """A contract fake of the Kubernetes API server: real HTTP, real state, strict validation, injectable
 faults."""
 
-from kepler_kubefake.faults import Delay, DropWatch, Fault, ServerError, WatchGone
+from kepler_kubefake.faults import Delay, DropWatch, Fault, Forbid, ServerError, Throttle, WatchGone
 from kepler_kubefake.http import RecordedRequest
 from kepler_kubefake.kinds import DEFAULT_KINDS, Obj, ResourceKind
 from kepler_kubefake.kubelet import PodBehaviour
@@ -12,11 +12,13 @@ __all__ = [
     "Delay",
     "DropWatch",
     "Fault",
+    "Forbid",
     "KubeFake",
     "Obj",
     "PodBehaviour",
     "RecordedRequest",
     "ResourceKind",
     "ServerError",
+    "Throttle",
     "WatchGone",
 ]

@@ -23,6 +23,19 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ready-delay", type=float, default=2.0, help="real seconds before a pod is Ready")
     parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per Kubernetes second")
     parser.add_argument("--token", default=None, help="require this bearer token")
+    parser.add_argument(
+        "--anonymous", action="store_true", help="with --token: no token is system:anonymous, not a 401"
+    )
+    parser.add_argument(
+        "--watch-window", type=float, default=75.0, help="Kubernetes seconds of watch history (0: unbounded)"
+    )
+    parser.add_argument(
+        "--namespace-delete-delay",
+        type=float,
+        default=5.0,
+        help="Kubernetes seconds a deleted namespace stays Terminating",
+    )
+    parser.add_argument("--gone-mode", choices=("event", "http"), default="event", help="how a 410 is sent")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="also write a kubeconfig here")
     parser.add_argument(
         "--state-file", type=Path, default=None, help="keep the objects in this JSON file across restarts"
@@ -41,6 +54,10 @@ async def serve(args: argparse.Namespace) -> None:
         ready_delay=args.ready_delay,
         time_scale=args.time_scale,
         token=args.token,
+        anonymous=args.anonymous,
+        watch_window=args.watch_window or None,
+        namespace_delete_delay=args.namespace_delete_delay,
+        gone_mode=args.gone_mode,
         state_file=args.state_file,
     ) as fake:
         if args.kubeconfig:

@@ -42,6 +42,10 @@ LABEL_VALUE_MESSAGE = (
     "regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
 )
 
+PORT_NAME_CHARSET = re.compile(r"^[-a-z0-9]+$")
+PORT_NAME_LETTER = re.compile(r"[a-z]")
+PERCENT = re.compile(r"^[0-9]+%$")
+
 Check = Callable[[Obj, Obj | None], list[Cause]]
 
 
@@ -85,12 +89,35 @@ def label_causes(labels: Obj | None, field: str) -> list[Cause]:
     return causes
 
 
+def port_name_problems(name: str) -> list[str]:
+    """`IsValidPortName` (apimachinery/pkg/util/validation): an IANA_SVC_NAME, one message per rule broken."""
+    problems = []
+    if len(name) > 15:
+        problems.append("must be no more than 15 characters")
+    if not PORT_NAME_CHARSET.match(name):
+        problems.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not PORT_NAME_LETTER.search(name):
+        problems.append("must contain at least one letter (a-z)")
+    if "--" in name:
+        problems.append("must not contain consecutive hyphens")
+    if name.startswith("-") or name.endswith("-"):
+        problems.append("must not begin or end with a hyphen")
+    return problems
+
+
+def _port_name(field: str, name: Any) -> list[Cause]:
+    return [_bad(field, name, m) for m in port_name_problems(name)] if isinstance(name, str) else []
+
+
 def _ports(containers: list[Obj], prefix: str) -> list[Cause]:
     causes = []
     for i, c in enumerate(containers):
         if isinstance(c.get("name"), str) and not DNS1123_LABEL.match(c["name"]):
             causes.append(_bad(f"{prefix}[{i}].name", c["name"], LABEL_MESSAGE))
+        if not c.get("image"):
+            causes.append(Cause("FieldValueRequired", "Required value", f"{prefix}[{i}].image"))
         for j, port in enumerate(c.get("ports") or []):
+            causes += _port_name(f"{prefix}[{i}].ports[{j}].name", port.get("name"))
             number = port.get("containerPort")
             if isinstance(number, int) and not 1 <= number <= 65535:
                 causes.append(
@@ -128,9 +155,48 @@ def _workload(obj: Obj, old: Obj | None) -> list[Cause]:
     return causes
 
 
+def _int_or_percent(value: Any) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and PERCENT.match(value):
+        return int(value[:-1])
+    return None
+
+
+def _strategy(strategy: Obj) -> list[Cause]:
+    """`ValidateDeploymentStrategy` / `ValidateRollingUpdateDeployment` (pkg/apis/apps/validation)."""
+    rolling = strategy.get("rollingUpdate")
+    if strategy.get("type") == "Recreate":
+        if rolling is None:
+            return []
+        message = "Forbidden: may not be specified when strategy `type` is 'Recreate'"
+        return [Cause("FieldValueForbidden", message, "spec.strategy.rollingUpdate")]
+    if not isinstance(rolling, dict):
+        return []
+    prefix = "spec.strategy.rollingUpdate"
+    causes = []
+    for name in ("maxUnavailable", "maxSurge"):
+        value = _int_or_percent(rolling.get(name))
+        if value is not None and value < 0:
+            causes.append(_bad(f"{prefix}.{name}", rolling[name], "must be greater than or equal to 0"))
+    unavailable, surge = (
+        _int_or_percent(rolling.get("maxUnavailable")),
+        _int_or_percent(rolling.get("maxSurge")),
+    )
+    if unavailable == 0 and surge == 0:
+        causes.append(
+            _bad(f"{prefix}.maxUnavailable", rolling["maxUnavailable"], "may not be 0 when `maxSurge` is 0")
+        )
+    raw = rolling.get("maxUnavailable")
+    if isinstance(raw, str) and unavailable is not None and unavailable > 100:
+        causes.append(_bad(f"{prefix}.maxUnavailable", raw, "must not be greater than 100%"))
+    return causes
+
+
 def _deployment(obj: Obj, old: Obj | None) -> list[Cause]:
     causes = _workload(obj, old)
     spec = obj.get("spec") or {}
+    causes += _strategy(spec.get("strategy") or {})
     deadline, min_ready = spec.get("progressDeadlineSeconds"), spec.get("minReadySeconds", 0)
     if isinstance(deadline, int) and isinstance(min_ready, int) and deadline <= min_ready:
         causes.append(_bad("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"))
@@ -144,6 +210,7 @@ def _pod(obj: Obj, old: Obj | None) -> list[Cause]:
 def _service(obj: Obj, old: Obj | None) -> list[Cause]:
     causes = []
     for i, port in enumerate((obj.get("spec") or {}).get("ports") or []):
+        causes += _port_name(f"spec.ports[{i}].targetPort", port.get("targetPort"))
         for name in ("port", "targetPort", "nodePort"):
             value = port.get(name)
             if isinstance(value, int) and not (1 if name != "nodePort" else 0) <= value <= 65535:

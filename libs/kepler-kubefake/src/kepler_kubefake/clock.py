@@ -14,6 +14,12 @@ def rfc3339(epoch: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_micro(epoch: float | None = None) -> str:
+    """Microsecond precision, as `metav1.MicroTime` (an Event's `eventTime`) is formatted."""
+    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class Clock:
     def __init__(self, time_scale: float = 1.0) -> None:
         self.time_scale = time_scale
@@ -26,3 +32,6 @@ class Clock:
 
     def timestamp(self) -> str:
         return rfc3339()
+
+    def micro_timestamp(self) -> str:
+        return rfc3339_micro()

@@ -1,6 +1,7 @@
 """Faults a test injects to prove a client survives what real clusters do: expired watches, dropped
-connections, slow answers and 5xx. Each fault fires a bounded number of times on requests whose path
-contains `path`."""
+connections, slow answers, 5xx, RBAC denials and API Priority and Fairness throttling. Each fault fires a
+bounded number of times on requests whose path contains `path`; `Forbid` and `Throttle` match the request
+as the apiserver's authorizer sees it (verb, resource, namespace)."""
 
 from dataclasses import dataclass
 
@@ -46,7 +47,35 @@ class ServerError:
     method: str = ""
 
 
-Fault = WatchGone | DropWatch | Delay | ServerError
+@dataclass(slots=True)
+class Forbid:
+    """An RBAC denial: matching requests answer 403 Forbidden with the authorizer's message. Empty fields
+    match anything; `verb` is Kubernetes' (get, list, watch, create, update, patch, delete,
+    deletecollection); `resource` is a plural, optionally with its subresource (`deployments/scale`)."""
+
+    verb: str = ""
+    resource: str = ""
+    namespace: str = ""
+    times: int | None = None
+    user: str = "system:serviceaccount:kepler:kepler"
+    path: str = ""
+
+
+@dataclass(slots=True)
+class Throttle:
+    """API Priority and Fairness rejecting requests: 429 with a `Retry-After` header and APF's plain-text
+    body (`as_status`: a `TooManyRequests` Status instead, as the storage layer sends)."""
+
+    verb: str = ""
+    resource: str = ""
+    namespace: str = ""
+    times: int | None = 1
+    retry_after: int = 1
+    as_status: bool = False
+    path: str = ""
+
+
+Fault = WatchGone | DropWatch | Delay | ServerError | Forbid | Throttle
 
 
 class Faults:
@@ -71,9 +100,29 @@ class Faults:
                 return fault
         return None
 
+    def take_denial(
+        self, kind: type[Forbid] | type[Throttle], verb: str, resource: str, namespace: str, path: str
+    ) -> Forbid | Throttle | None:
+        """The first `Forbid`/`Throttle` matching a resource request, consuming one of its uses."""
+        for fault in self._active:
+            if isinstance(fault, kind) and _denies(fault, verb, resource, namespace, path):
+                self._consume(fault)
+                return fault
+        return None
+
     def _consume(self, fault: Fault) -> None:
         if fault.times is None:
             return
         fault.times -= 1
         if fault.times <= 0:
             self._active.remove(fault)
+
+
+def _denies(fault: Forbid | Throttle, verb: str, resource: str, namespace: str, path: str) -> bool:
+    plural = resource.split("/", 1)[0]
+    return (
+        fault.verb in ("", verb)
+        and fault.resource in ("", resource, plural)
+        and fault.namespace in ("", namespace)
+        and fault.path in path
+    )

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,9 +12,10 @@ import yaml
 from aiohttp import web
 
 from kepler_kubefake import discovery, errors
-from kepler_kubefake.faults import Delay, Faults, ServerError
+from kepler_kubefake.faults import Delay, Faults, Forbid, ServerError, Throttle
 from kepler_kubefake.kinds import Obj, Registry
 from kepler_kubefake.patches import APPLY_PATCH
+from kepler_kubefake.requestinfo import RequestInfo, request_info
 from kepler_kubefake.resources import Api, Target, WriteOptions
 from kepler_kubefake.selectors import matcher
 from kepler_kubefake.watch import WatchParams, WatchSettings, serve_watch
@@ -23,6 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BODY = web.RequestKey("kubefake.body", object)
 _HEALTH = ("/healthz", "/readyz", "/livez")
 _PUBLIC = (*_HEALTH, "/version")  # what anonymous users may read on a default cluster (public-info-viewer)
+MAX_REQUEST_BODY = 3 * 1024 * 1024  # the apiserver's MaxRequestBodyBytes
 _5XX_REASONS = {500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout", 429: "TooManyRequests"}
 
 
@@ -37,6 +40,8 @@ class RecordedRequest:
     field_manager: str | None
     body: Any = None
     status: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived (`time.monotonic()`)
+    verb: str = ""  # as authorization names it (get, list, watch, create, ...); "" for non-resource paths
 
 
 @dataclass(slots=True)
@@ -46,6 +51,7 @@ class Frontend:
     faults: Faults
     watch_settings: WatchSettings
     token: str | None = None
+    anonymous: bool = False
     server_address: str = ""
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -61,11 +67,20 @@ class Frontend:
             request.method, request.path, dict(q), request.content_type, q.get("fieldManager")
         )
         self.requests.append(record)
+        info = request_info(request)
+        record.verb = info.verb if info else ""
         try:
-            record.body = request[BODY] = _parse_body(await request.read(), request.content_type)
-            self._authorize(request)
+            self._authenticate(request)
             await self._inject(request)
+            if info is not None:
+                self._deny(request, info)
+            raw = await request.read()
+            if len(raw) > MAX_REQUEST_BODY:
+                raise errors.request_entity_too_large(MAX_REQUEST_BODY)
+            record.body = request[BODY] = _parse_body(raw, request.content_type)
             response = await handler(request)
+        except Throttled as exc:
+            response = exc.response
         except errors.ApiError as exc:
             response = _json(exc.status(), exc.code)
         except Exception as exc:
@@ -74,10 +89,46 @@ class Frontend:
         record.status = response.status
         return response
 
-    def _authorize(self, request: web.Request) -> None:
-        wanted = f"Bearer {self.token}"
-        if self.token and request.path not in _PUBLIC and request.headers.get("Authorization") != wanted:
-            raise errors.unauthorized()
+    def _authenticate(self, request: web.Request) -> None:
+        """With a token required, a wrong one is 401 on every path, `/version` and `/healthz` included (the
+        authentication filter runs before anything else). A missing one is 401 too, as with
+        `--anonymous-auth=false`; with `anonymous` it is `system:anonymous`, who may read only `/version`
+        and the health checks (public-info-viewer) and is refused (403) elsewhere."""
+        if not self.token:
+            return
+        given = request.headers.get("Authorization")
+        if given == f"Bearer {self.token}":
+            return
+        if given is None and self.anonymous:
+            if request.path.rstrip("/") not in _PUBLIC:
+                raise errors.ApiError(
+                    403,
+                    "Forbidden",
+                    f'forbidden: User "system:anonymous" cannot {request.method.lower()} path '
+                    f'"{request.path}"',
+                )
+            return
+        raise errors.unauthorized()
+
+    def _deny(self, request: web.Request, info: RequestInfo) -> None:
+        """Injected API Priority and Fairness rejections (429), then RBAC denials (403): the order of the
+        apiserver's filter chain."""
+        throttle = self.faults.take_denial(
+            Throttle, info.verb, info.full_resource, info.namespace, request.path
+        )
+        if isinstance(throttle, Throttle):
+            raise Throttled(throttle)
+        forbid = self.faults.take_denial(Forbid, info.verb, info.full_resource, info.namespace, request.path)
+        if isinstance(forbid, Forbid):
+            raise errors.rbac_forbidden(
+                info.qualified_resource,
+                info.group,
+                info.full_resource,
+                info.name,
+                info.verb,
+                info.namespace,
+                forbid.user,
+            )
 
     async def _inject(self, request: web.Request) -> None:
         delay = self.faults.take(Delay, request.method, request.path)
@@ -137,7 +188,8 @@ class Frontend:
         sub = rest[2] if len(rest) > 2 else None
         if (sub and sub not in kind.subresources) or (kind.namespaced and name and namespace is None):
             raise errors.page_not_found(path)
-        return Target(kind, version, namespace, name, sub)
+        storage = self.registry.storage(kind)
+        return Target(storage, version, namespace, name, sub, kind if storage is not kind else None)
 
     async def _resource(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
@@ -184,6 +236,23 @@ class Frontend:
             manager = request.headers.get("User-Agent", "unknown").split("/", 1)[0]
         dry_run = "All" in q.getall("dryRun", [])
         return WriteOptions(manager, dry_run, _truthy(q.get("force")))
+
+
+class Throttled(Exception):
+    """An APF rejection: plain text and a Retry-After header, not a Status (`filters/priority-and-fairness.go`
+    → `tooManyRequests`), unless the fault asks for the Status form."""
+
+    def __init__(self, fault: Throttle) -> None:
+        headers = {"Retry-After": str(fault.retry_after)}
+        if fault.as_status:
+            status = errors.too_many_requests(fault.retry_after)
+            self.response = _json(status.status(), 429)
+            self.response.headers.update(headers)
+        else:
+            self.response = web.Response(
+                status=429, text="Too many requests, please try again later.\n", headers=headers
+            )
+        super().__init__("throttled")
 
 
 def _raise(exc: Exception) -> Obj:

@@ -38,6 +38,7 @@ class ResourceKind:
     subresources: tuple[str, ...] = ("status",)
     returns_deleted_object: bool = False
     builtin: bool = True
+    stored_as: tuple[str, str] | None = None  # (group, Kind) whose objects this resource serves, converted
     verbs: tuple[str, ...] = (
         "create",
         "delete",
@@ -96,6 +97,15 @@ DEFAULT_KINDS: tuple[ResourceKind, ...] = (
         APPS, ("v1",), "ReplicaSet", "replicasets", short_names=("rs",), subresources=("status", "scale")
     ),
     ResourceKind(
+        "events.k8s.io",
+        ("v1",),
+        "Event",
+        "events",
+        subresources=(),
+        validation="none",
+        stored_as=("", "Event"),
+    ),
+    ResourceKind(
         "autoscaling", ("v2",), "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",)
     ),
     ResourceKind("batch", ("v1",), "Job", "jobs"),
@@ -131,7 +141,13 @@ class Registry:
         self._kinds = tuple(kinds)
         self._by_path = {(k.group, v, k.plural): k for k in self._kinds for v in k.versions}
         self._by_kind = {(api_version(k.group, v), k.kind): k for k in self._kinds for v in k.versions}
-        self._by_name = {name.lower(): k for k in self._kinds for name in (k.kind, k.plural, *k.short_names)}
+        self._by_name = {
+            name.lower(): k
+            for k in self._kinds
+            if k.stored_as is None
+            for name in (k.kind, k.plural, *k.short_names)
+        }
+        self._by_group_kind = {(k.group, k.kind): k for k in self._kinds if k.stored_as is None}
 
     def __iter__(self) -> Iterator[ResourceKind]:
         return iter(self._kinds)
@@ -141,6 +157,10 @@ class Registry:
 
     def by_kind(self, api_version_: str, kind: str) -> ResourceKind | None:
         return self._by_kind.get((api_version_, kind))
+
+    def storage(self, kind: ResourceKind) -> ResourceKind:
+        """The kind whose objects `kind` serves: itself, or the one it is `stored_as`."""
+        return self._by_group_kind[kind.stored_as] if kind.stored_as else kind
 
     def named(self, name: str) -> ResourceKind:
         """A kind by Kind, plural or short name, case-insensitively: the Python API's convenience."""

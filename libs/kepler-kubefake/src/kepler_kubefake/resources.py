@@ -17,6 +17,7 @@ from kepler_kubefake.apply import ApplyRequest, apply_create, apply_to
 from kepler_kubefake.checks import validate_object
 from kepler_kubefake.clock import Clock
 from kepler_kubefake.defaults import apply_defaults
+from kepler_kubefake.eventforms import core_view, to_core, to_events_v1
 from kepler_kubefake.fields import FlatObject, flatten
 from kepler_kubefake.kinds import Obj, Registry, ResourceKind, api_version, clone
 from kepler_kubefake.managed import Entry, prune, read_entries, record_update, same_ownership, write_entries
@@ -29,10 +30,12 @@ from kepler_kubefake.patches import (
     merge_patch,
     strategic_merge_patch,
 )
+from kepler_kubefake.schemas import undeclared_fields
 from kepler_kubefake.selectors import Matcher
 from kepler_kubefake.store import Store
 
 CONTROLLER = "kube-controller-manager"
+MAX_STORED_BYTES = 1536 * 1024  # etcd's default --max-request-bytes
 _SERVER_METADATA = (
     "uid",
     "resourceVersion",
@@ -53,10 +56,11 @@ class Target:
     namespace: str | None = None
     name: str | None = None
     subresource: str | None = None
+    view: ResourceKind | None = None  # served through another group (events.k8s.io Events), converted
 
     @property
     def api_version(self) -> str:
-        return api_version(self.kind.group, self.version)
+        return api_version((self.view or self.kind).group, self.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,19 +115,25 @@ class Api:
         self.store = store
         self.clock = clock
         self.namespace_kind = registry.named("Namespace")
+        # Replaced by NamespaceLifecycle (namespaces.py) with the asynchronous, Terminating-first deletion.
+        self.terminate_namespace: Callable[[Obj], Obj] = self._terminate_namespace
 
     # ---- reads
 
     def existing(self, t: Target) -> Obj:
         obj = self.store.get(t.kind, t.namespace, t.name or "")
         if obj is None:
-            raise errors.not_found(t.kind, t.name or "")
+            raise errors.not_found(t.view or t.kind, t.name or "")
         return obj
 
     def present(self, t: Target, obj: Obj) -> Obj:
         """The object at the version the client asked for (only the apiVersion differs between served
         versions)."""
-        if t.version == t.kind.version or obj.get("kind") == "Status":
+        if obj.get("kind") == "Status":
+            return obj
+        if t.kind.kind == "Event" and t.kind.group == "":
+            return to_events_v1(obj) if t.view is not None else core_view(obj)
+        if t.version == t.kind.version:
             return obj
         return {**obj, "apiVersion": t.api_version}
 
@@ -135,13 +145,15 @@ class Api:
         self, t: Target, match: Matcher, limit: int | None = None, token: str | None = None
     ) -> Obj:
         items = [o for o in self.store.objects(t.kind, t.namespace) if match(o)]
-        start = _decode_continue(token) if token else None
+        start = self._continue_from(token) if token else None
         if start is not None:
             items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
         meta: Obj = {"resourceVersion": str(self.store.revision)}
         if limit and len(items) > limit:
             last = items[limit - 1]["metadata"]
-            meta["continue"] = _encode_continue((last.get("namespace", ""), last["name"]))
+            meta["continue"] = _encode_continue(
+                self.store.revision, (last.get("namespace", ""), last["name"])
+            )
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         return {
@@ -151,11 +163,20 @@ class Api:
             "items": [self._list_item(t, o) for o in items],
         }
 
+    def _continue_from(self, token: str) -> tuple[str, str]:
+        """Where a `continue` token resumes; 410 once etcd has compacted the revision it was issued at
+        (`staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go`, `ErrCompacted`), with a token to go on
+        inconsistently, as the real server offers."""
+        revision, start = _decode_continue(token)
+        if 0 < revision <= self.store.etcd_compacted():
+            raise errors.continue_expired(_encode_continue(-1, start))
+        return start
+
     def _list_item(self, t: Target, obj: Obj) -> Obj:
         """Built-in lists carry items without apiVersion/kind, exactly like the real server's JSON."""
         if not t.kind.builtin:
             return self.present(t, obj)
-        return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        return {k: v for k, v in self.present(t, obj).items() if k not in ("apiVersion", "kind")}
 
     # ---- writes
 
@@ -191,6 +212,7 @@ class Api:
         if not opts.manager:
             raise errors.bad_request("PATCH /apply requires a fieldManager query parameter")
         config = self._incoming(t, body)
+        self._check_declared(t, config)
         wanted_version = (body.get("metadata") or {}).get("resourceVersion")
         req = ApplyRequest(t.kind, opts.manager, t.api_version, opts.force, self.clock.timestamp())
         old = self.store.get(t.kind, t.namespace, config["metadata"]["name"])
@@ -210,7 +232,7 @@ class Api:
             "Orphan" if options.get("orphanDependents") else "Background"
         )
         if t.kind == self.namespace_kind:
-            return self.present(t, obj if opts.dry_run else self._terminate_namespace(obj))
+            return self.present(t, obj if opts.dry_run else self.terminate_namespace(obj))
         if not opts.dry_run:
             self.remove(t.kind, obj, policy)
         if t.kind.returns_deleted_object:
@@ -305,6 +327,8 @@ class Api:
             and _without_managed(new) == _without_managed(old)
         ):
             return self.present(t, old)
+        if len(json.dumps(new, separators=(",", ":"))) > MAX_STORED_BYTES:
+            raise errors.etcd_request_too_large()
         if not opts.dry_run:
             self.store.put(t.kind, new)
         return self.present(t, new)
@@ -320,6 +344,8 @@ class Api:
         obj = clone(body)
         _expect(obj, "apiVersion", t.api_version, "API version")
         _expect(obj, "kind", t.kind.kind, "kind")
+        if t.view is not None:
+            obj = to_core(obj)
         obj["apiVersion"] = t.kind.api_version
         meta = obj["metadata"] = obj.get("metadata") or {}
         for name in _SERVER_METADATA:
@@ -332,6 +358,19 @@ class Api:
                 )
             meta["namespace"] = t.namespace
         return obj
+
+    def _check_declared(self, t: Target, config: Obj) -> None:
+        """Apply converts the configuration to a typed object first; an undeclared field fails that with a
+        500, not the 422 a POST gets (kubernetes#122480)."""
+        if t.kind.validation != "schema":
+            return
+        undeclared = undeclared_fields(t.kind, _client_owned(t.kind, config))
+        if undeclared:
+            why = f"{undeclared[0]}: field not declared in schema"
+            if len(undeclared) > 1:
+                why = "errors:\n" + "\n".join(f"  {p}: field not declared in schema" for p in undeclared)
+            name = config["metadata"]["name"]
+            raise errors.typed_patch_failed(t.kind, t.api_version, t.namespace, name, why)
 
     def _name(self, t: Target, meta: Obj) -> None:
         if not meta.get("name") and meta.get("generateName") and not t.name:
@@ -401,8 +440,7 @@ class Api:
         self.save(kind, new, "kube-garbage-collector")
 
     def _terminate_namespace(self, namespace: Obj) -> Obj:
-        """Terminating, then every object in it deleted, then the namespace itself, like the namespace
-        controller."""
+        """At once: Terminating, then every object in it deleted, then the namespace itself."""
         terminating = clone(namespace)
         terminating["metadata"]["deletionTimestamp"] = self.clock.timestamp()
         terminating["status"] = {"phase": "Terminating"}
@@ -493,13 +531,16 @@ def _check_preconditions(t: Target, obj: Obj, preconditions: Obj) -> None:
             raise errors.conflict(t.kind, obj["metadata"]["name"])
 
 
-def _encode_continue(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _encode_continue(revision: int, key: tuple[str, str]) -> str:
+    """An opaque token like the apiserver's (base64 JSON of version, revision and start key)."""
+    token = {"v": "meta.k8s.io/v1", "rv": revision, "start": "/".join(key)}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
 
 
-def _decode_continue(token: str) -> tuple[str, str]:
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
     try:
-        namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return str(namespace), str(name)
-    except (ValueError, TypeError) as exc:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = str(decoded["start"]).split("/", 1)
+        return int(decoded["rv"]), (namespace, name)
+    except (ValueError, TypeError, KeyError) as exc:
         raise errors.bad_request("continue key is not valid") from exc

@@ -16,6 +16,7 @@ from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
 from kepler_kubefake.errors import Cause
+from kepler_kubefake.fields import merge_key
 from kepler_kubefake.kinds import Obj, ResourceKind
 
 QUANTITY_PATTERN = (
@@ -106,6 +107,33 @@ def schema_causes(kind: ResourceKind, obj: Obj) -> list[Cause]:
     """Every schema violation as a cause; empty when the object is valid."""
     errors = sorted(validator(kind).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
     return [cause for error in errors for cause in _causes(error)]
+
+
+def undeclared_fields(kind: ResourceKind, obj: Obj) -> list[str]:
+    """Fields the schema does not declare, as structured-merge-diff names them in its errors
+    (`.spec.template.spec.containers[name="web"].imagee`): what server-side apply fails on."""
+    found = []
+    for error in validator(kind).iter_errors(obj):
+        if error.validator != "additionalProperties":
+            continue
+        known = set(error.schema.get("properties") or {})
+        for extra in sorted(set(error.instance) - known):
+            found.append(_smd_path(obj, [*error.absolute_path, extra]))
+    return sorted(found)
+
+
+def _smd_path(obj: Any, parts: list[Any]) -> str:
+    out, node, parent_field = "", obj, None
+    for part in parts:
+        if isinstance(part, int) and isinstance(node, list):
+            key = merge_key(parent_field, node)
+            item = node[part]
+            out += "[" + ",".join(f"{k}={json.dumps(item[k])}" for k in key) + "]" if key else f"[{part}]"
+            node = item
+        else:
+            out += f".{part}"
+            parent_field, node = part, node.get(part) if isinstance(node, dict) else None
+    return out
 
 
 def warm(kinds: list[ResourceKind]) -> None:

@@ -16,6 +16,7 @@ from kepler_kubefake.faults import Fault, Faults
 from kepler_kubefake.http import Frontend, RecordedRequest
 from kepler_kubefake.kinds import DEFAULT_KINDS, Obj, Registry, ResourceKind, clone
 from kepler_kubefake.kubelet import PodBehaviour
+from kepler_kubefake.namespaces import NamespaceLifecycle
 from kepler_kubefake.resources import Api, Target, WriteOptions
 from kepler_kubefake.schemas import warm
 from kepler_kubefake.state import StateFile
@@ -31,8 +32,18 @@ class KubeFake:
     to.
 
     Time: `ready_delay` is real seconds before a pod turns Ready; `time_scale` is real seconds per Kubernetes
-    second for durations declared in objects (progressDeadlineSeconds, minReadySeconds) and the crash-loop
-    period.
+    second for durations declared in objects (progressDeadlineSeconds, minReadySeconds), the crash-loop
+    period, and the server's own: the watch window, the wait on a too-new resourceVersion, namespace
+    deletion.
+
+    Real-cluster defaults, each an option: watch history per kind is `history_size` events and at most
+    `watch_window` Kubernetes seconds old (None: no age limit); an expired resourceVersion is answered as an
+    ERROR event (`gone_mode="event"`; "http" answers 410/504 on the request itself); a watch from a version
+    newer than the server's waits `fresh_wait` Kubernetes seconds, then fails 504 ResourceVersionTooLarge;
+    a deleted namespace stays Terminating for `namespace_delete_delay` Kubernetes seconds; a list's
+    `continue` token expires (410) once etcd compacts its revision, `etcd_compaction` Kubernetes seconds
+    later (None: never; `compact()` always does); with a `token`,
+    a request without one is 401 unless `anonymous` (then it is system:anonymous).
     """
 
     def __init__(
@@ -42,20 +53,32 @@ class KubeFake:
         ready_delay: float = 0.0,
         crash_period: float = 10.0,
         token: str | None = None,
+        anonymous: bool = False,
         history_size: int = 10_000,
+        watch_window: float | None = 75.0,
+        fresh_wait: float = 3.0,
         bookmark_interval: float = 1.0,
         gone_mode: GoneMode = "event",
+        namespace_delete_delay: float = 5.0,
+        etcd_compaction: float | None = 300.0,
         kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
         state_file: Path | None = None,
     ) -> None:
         self.registry = Registry(kinds)
         self.clock = Clock(time_scale)
-        self.store = Store(history_size)
+        window = self.clock.real_seconds(watch_window) if watch_window is not None else None
+        etcd_window = self.clock.real_seconds(etcd_compaction) if etcd_compaction is not None else None
+        self.store = Store(history_size, window, etcd_window)
         self.api = Api(self.registry, self.store, self.clock)
+        self.namespaces = NamespaceLifecycle(self.api, self.clock, namespace_delete_delay)
         self.faults = Faults()
         self.controller = Controller(self.api, self.clock, ready_delay, crash_period)
-        settings = WatchSettings(bookmark_interval, gone_as_event=gone_mode == "event")
-        self._frontend = Frontend(self.api, self.registry, self.faults, settings, token)
+        settings = WatchSettings(
+            bookmark_interval,
+            gone_as_event=gone_mode == "event",
+            fresh_wait=self.clock.real_seconds(fresh_wait),
+        )
+        self._frontend = Frontend(self.api, self.registry, self.faults, settings, token, anonymous)
         self._runner: web.AppRunner | None = None
         self.state = StateFile(state_file, self.store, self.registry) if state_file else None
         self.url = ""
@@ -71,20 +94,31 @@ class KubeFake:
         ready_delay: float = 0.0,
         crash_period: float = 10.0,
         token: str | None = None,
+        anonymous: bool = False,
         history_size: int = 10_000,
+        watch_window: float | None = 75.0,
+        fresh_wait: float = 3.0,
         bookmark_interval: float = 1.0,
         gone_mode: GoneMode = "event",
+        namespace_delete_delay: float = 5.0,
+        etcd_compaction: float | None = 300.0,
         kinds: Iterable[ResourceKind] = DEFAULT_KINDS,
         state_file: Path | None = None,
     ) -> AsyncIterator["KubeFake"]:
+        """Construct with the same options as `KubeFake(...)`, listen, and close on exit."""
         fake = cls(
             time_scale=time_scale,
             ready_delay=ready_delay,
             crash_period=crash_period,
             token=token,
+            anonymous=anonymous,
             history_size=history_size,
+            watch_window=watch_window,
+            fresh_wait=fresh_wait,
             bookmark_interval=bookmark_interval,
             gone_mode=gone_mode,
+            namespace_delete_delay=namespace_delete_delay,
+            etcd_compaction=etcd_compaction,
             kinds=kinds,
             state_file=state_file,
         )
@@ -113,6 +147,8 @@ class KubeFake:
         self._frontend.server_address = f"{host}:{bound_port}"
 
     async def close(self) -> None:
+        self.namespaces.close()
+        self.controller.events.close()
         self.store.close()
         await self.controller.stop()
         if self._runner is not None:
@@ -147,7 +183,9 @@ class KubeFake:
         if kind is None:
             raise KeyError(f"kubefake serves no {obj.get('apiVersion')} {obj.get('kind')}")
         namespace = obj.get("metadata", {}).get("namespace") if kind.namespaced else None
-        target = Target(kind, obj["apiVersion"].rsplit("/", 1)[-1], namespace)
+        storage = self.registry.storage(kind)
+        view = kind if storage is not kind else None
+        target = Target(storage, obj["apiVersion"].rsplit("/", 1)[-1], namespace, view=view)
         return clone(self.api.create(target, obj, WriteOptions(manager)))
 
     # ---- steering
@@ -164,6 +202,18 @@ class KubeFake:
 
     def require_token(self, token: str | None) -> None:
         self._frontend.token = token
+
+    def terminate_namespace(self, name: str, hold: bool = False) -> Obj:
+        """DELETE a namespace as a client would; `hold` keeps it Terminating (its content deleted, creates in
+        it refused) until `release_namespace`."""
+        namespace = self.store.get(self.registry.named("Namespace"), None, name)
+        if namespace is None:
+            raise KeyError(f"no namespace {name!r}")
+        return clone(self.namespaces.terminate(namespace, hold=hold))
+
+    def release_namespace(self, name: str) -> None:
+        """Let a namespace held Terminating finish its deletion."""
+        self.namespaces.release(name)
 
     def set_pod_behaviour(
         self, namespace: str, deployment: str, behaviour: PodBehaviour | str | None

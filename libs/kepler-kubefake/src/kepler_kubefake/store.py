@@ -1,12 +1,18 @@
 """The state: objects by kind, one global resourceVersion counter, and a bounded history of changes for
 watches.
 
+The history is kept per kind and bounded like the apiserver's watch cache
+(`staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go`): by a number of events and by age (the
+cache's `eventFreshDuration`, 75 s). Old events are dropped when a newer one of the same kind arrives, so a
+quiet resource still resumes from its last event, and a watch from before the oldest kept event is 410.
+
 Everything runs on one event loop and the store is synchronous, so "write, record, notify" is atomic: a watch
 that replays history and then subscribes cannot miss or duplicate an event. Stored objects are never mutated
 in place; writers always store a fresh dict.
 """
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ class Change:
     type: str  # ADDED | MODIFIED | DELETED
     obj: Obj
     old: Obj | None
+    at: float = 0.0  # time.monotonic() when it was committed
 
 
 @dataclass(eq=False, slots=True)
@@ -46,11 +53,25 @@ def owner_uids(obj: Obj) -> list[str]:
 
 
 class Store:
-    def __init__(self, history_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        history_size: int = 10_000,
+        history_window: float | None = None,
+        etcd_window: float | None = None,
+    ) -> None:
+        """`history_size` events per kind, none older than `history_window` real seconds (None: no age
+        limit); etcd keeps revisions `etcd_window` real seconds (its compaction), which bounds how long a
+        list's `continue` token stays usable."""
         self._rv = 0
         self._objects: dict[ResourceKind, dict[Key, Obj]] = {}
-        self._history: deque[Change] = deque(maxlen=max(1, history_size))
-        self._compacted = 0
+        self._history_size = max(1, history_size)
+        self._history_window = history_window
+        self._history: dict[ResourceKind, deque[Change]] = {}
+        self._compacted = 0  # everything at or before this version is gone (compact(), a restart)
+        self._evicted: dict[ResourceKind, int] = {}  # per kind: the newest version dropped from history
+        self._etcd_window = etcd_window
+        self._etcd_revisions: deque[tuple[float, int]] = deque()  # (when, revision) within the window
+        self._etcd_compacted = 0
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Callable[[Change], None]] = []
         self._dependents: dict[str, set[tuple[ResourceKind, Key]]] = {}
@@ -82,7 +103,8 @@ class Store:
         old = self._objects.setdefault(kind, {}).get(key)
         self._objects[kind][key] = obj
         self._index(kind, key, old, obj)
-        return self._record(Change(self._rv, kind, "MODIFIED" if old else "ADDED", obj, old))
+        change = Change(self._rv, kind, "MODIFIED" if old else "ADDED", obj, old, time.monotonic())
+        return self._record(change)
 
     def remove(self, kind: ResourceKind, obj: Obj) -> Change:
         """Delete; the DELETED event carries the object at the deletion's resourceVersion, as etcd reports
@@ -92,7 +114,7 @@ class Store:
         self._rv += 1
         final = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self._rv)}}
         self._index(kind, key, old, None)
-        return self._record(Change(self._rv, kind, "DELETED", final, old))
+        return self._record(Change(self._rv, kind, "DELETED", final, old, time.monotonic()))
 
     def _index(self, kind: ResourceKind, key: Key, old: Obj | None, new: Obj | None) -> None:
         for uid in owner_uids(old) if old else []:
@@ -101,9 +123,11 @@ class Store:
             self._dependents.setdefault(uid, set()).add((kind, key))
 
     def _record(self, change: Change) -> Change:
-        if len(self._history) == self._history.maxlen:
-            self._compacted = self._history[0].rv
-        self._history.append(change)
+        history = self._history.setdefault(change.kind, deque())
+        history.append(change)
+        self._evict(change.kind, history, change.at)
+        self._etcd_revisions.append((change.at, change.rv))
+        self.etcd_compacted(change.at)
         for listener in self._listeners:
             listener(change)
         for sub in self._subscriptions:
@@ -111,16 +135,35 @@ class Store:
                 sub.queue.put_nowait(change)
         return change
 
+    def _evict(self, kind: ResourceKind, history: deque[Change], now: float) -> None:
+        """Drop events past the count, and events older than the window (always keeping the newest)."""
+        window = self._history_window
+        while len(history) > self._history_size or (
+            window is not None and len(history) > 1 and now - history[0].at > window
+        ):
+            self._evicted[kind] = history.popleft().rv
+
+    def etcd_compacted(self, now: float | None = None) -> int:
+        """The newest revision etcd has compacted away: older than its window, or `compact()`ed."""
+        now = time.monotonic() if now is None else now
+        window = self._etcd_window
+        while window is not None and self._etcd_revisions and now - self._etcd_revisions[0][0] > window:
+            self._etcd_compacted = self._etcd_revisions.popleft()[1]
+        return max(self._etcd_compacted, self._compacted)
+
     def since(self, kind: ResourceKind, rv: int) -> list[Change]:
-        """Changes after `rv`, or 410 Gone when history no longer reaches back that far."""
-        if rv < self._compacted:
-            raise gone(str(rv), self._compacted + 1)
-        return [c for c in self._history if c.rv > rv and c.kind == kind]
+        """Changes of `kind` after `rv`, or 410 Gone when its history no longer reaches back that far."""
+        oldest = max(self._compacted, self._evicted.get(kind, 0))
+        if rv < oldest:
+            raise gone(str(rv), oldest)
+        return [c for c in self._history.get(kind, ()) if c.rv > rv]
 
     def compact(self) -> None:
         """Forget all history, so every resourceVersion seen so far becomes too old to watch from."""
         self._compacted = self._rv
         self._history.clear()
+        self._evicted.clear()
+        self._etcd_revisions.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """Every object and the resourceVersion counter: what `restore` needs (history is not kept)."""

@@ -36,6 +36,7 @@ class WatchParams:
 class WatchSettings:
     bookmark_interval: float
     gone_as_event: bool
+    fresh_wait: float = 3.0  # real seconds a watch from a future version waits for the store to catch up
 
 
 def _event(type_: str, obj: Obj) -> bytes:
@@ -66,16 +67,43 @@ class WatchStream:
         self.api, self.t, self.match, self.params, self.settings = api, t, match, params, settings
         self.sent = 0
 
-    def initial(self) -> list[tuple[str, Obj]]:
-        """What precedes live events: current state for no/zero resourceVersion, else history after it."""
+    def requested(self) -> int | None:
+        """The resourceVersion to resume after, or None for "current state first"."""
         rv = self.params.resource_version
         if rv in (None, "", "0"):
-            objects = [o for o in self.api.store.objects(self.t.kind, self.t.namespace) if self.match(o)]
-            return [("ADDED", o) for o in objects]
+            return None
         try:
-            since = int(rv)
+            return int(rv or "")
         except ValueError:
             raise errors.bad_request(f"invalid resource version: {rv}") from None
+
+    async def wait_until_fresh(self) -> None:
+        """A version newer than the store's (a lagging HA apiserver's cache) is waited for, then refused
+        with 504 `ResourceVersionTooLarge`, as the watch cache's `waitUntilFreshAndBlock` does after 3 s."""
+        wanted = self.requested()
+        store = self.api.store
+        if wanted is None or wanted <= store.revision:
+            return
+        caught_up = asyncio.Event()
+
+        def listener(_: Change) -> None:
+            if store.revision >= wanted:
+                caught_up.set()
+
+        store.listen(listener)
+        try:
+            await asyncio.wait_for(caught_up.wait(), self.settings.fresh_wait)
+        except TimeoutError:
+            raise errors.too_large_resource_version(wanted, store.revision) from None
+        finally:
+            store.unlisten(listener)
+
+    def initial(self) -> list[tuple[str, Obj]]:
+        """What precedes live events: current state for no/zero resourceVersion, else history after it."""
+        since = self.requested()
+        if since is None:
+            objects = [o for o in self.api.store.objects(self.t.kind, self.t.namespace) if self.match(o)]
+            return [("ADDED", o) for o in objects]
         return [
             (type_, c.obj)
             for c in self.api.store.since(self.t.kind, since)
@@ -104,6 +132,12 @@ async def serve_watch(
     stream = WatchStream(api, t, match, params, settings)
     gone = faults.take(WatchGone, request.method, request.path)
     drop = faults.take(DropWatch, request.method, request.path)
+    try:
+        await stream.wait_until_fresh()
+    except errors.ApiError as exc:
+        if _gone_as_event(None, settings):
+            return await _error_stream(request, exc)
+        raise
     sub = api.store.subscribe(t.kind)
     try:
         try:
@@ -143,7 +177,8 @@ async def _streamed(request: web.Request, write: Writer) -> web.StreamResponse:
 
 
 async def _error_stream(request: web.Request, exc: errors.ApiError) -> web.StreamResponse:
-    """A 200 stream whose only event is an ERROR carrying the 410 Status (what etcd-backed watches send)."""
+    """A 200 stream whose only event is an ERROR carrying the Status (410 Expired, 504 Timeout): the
+    cacher's `newErrWatcher`, which is how a watch fails once the request has been accepted."""
 
     async def write(resp: web.StreamResponse) -> None:
         await resp.write(_event("ERROR", exc.status()))
