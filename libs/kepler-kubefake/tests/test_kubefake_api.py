@@ -11,7 +11,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kepler_kubefake import Delay, KubeFake, ServerError
+from kepler_kubefake import Delay, KubeFake, Reject, ServerError
 
 Manifest = dict[str, Any]
 MakeDeployment = Callable[..., Manifest]
@@ -543,3 +543,19 @@ class TestFaultsAndAuth:
 
         assert denied.value.status == 401
         assert listed.items
+
+
+class TestInjectedRejection:
+    async def test_a_write_is_refused_with_the_status_given(self, fake: KubeFake, api: ApiClient) -> None:
+        """A validating admission webhook's denial reaches the client as a Status with the webhook's
+        message (apiserver pkg/admission/plugin/webhook/errors/statuserror.go); reads are not refused."""
+        message = (
+            'admission webhook "policy.example.com" denied the request: images must come from the mirror'
+        )
+        fake.inject(Reject(status=400, reason="BadRequest", message=message, path="/configmaps"))
+        core = client.CoreV1Api(api)
+        await core.list_namespaced_config_map("default")
+        with pytest.raises(ApiException) as rejected:
+            await core.create_namespaced_config_map("default", configmap("c", namespace="default"))
+        assert (status_of(rejected)["code"], status_of(rejected)["message"]) == (400, message)
+        await core.create_namespaced_config_map("default", configmap("c", namespace="default"))

@@ -2,6 +2,7 @@
 expired watches, objects the API server refuses, pods that look healthy until they crash."""
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -9,10 +10,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_db import Cluster
-from kepler_kubefake import KubeFake, WatchGone
+from kepler_kubefake import Forbid, KubeFake, Reject, WatchGone
 
 BASE = "/api/v1/namespaces/team-a/apps/web"
 GOOD: dict[str, Any] = {"image": "registry.example.com/team/web:1", "replicas": 2}
+MIRROR = 'Invalid value: "registry.example.com/team/web:1": images must come from the mirror'
 
 
 @pytest.fixture
@@ -67,3 +69,88 @@ class TestExpiredWatches:
         fake.set_pod_behaviour("team-a", "web", None)  # its pods become ready: the runner still follows
         await run
         assert (await state(client, waiting))["status"] == "succeeded"
+
+
+async def stream_kinds(client: httpx.AsyncClient, deployment_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"{BASE}/deployments/{deployment_id}/events")
+    frames = [f.split("\n") for f in response.text.split("\n\n") if f.startswith("id:")]
+    return [
+        {"event": f[1].removeprefix("event: "), **json.loads(f[2].removeprefix("data: "))} for f in frames
+    ]
+
+
+@pytest.mark.usefixtures("web")
+class TestRefusedByTheCluster:
+    async def test_an_rbac_denial_fails_the_deployment_with_the_clusters_reason(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Kepler's service account may not patch Deployments here (RBAC: `... is forbidden: User ... cannot
+        patch resource "deployments"`): the deployment fails at once, saying so, instead of reading the
+        Status as the applied object (and dying on KeyError, re-run by the sweeper every minute)."""
+        fake.inject(Forbid(verb="patch", resource="deployments", namespace="team-a"))
+        refused = await deploy(client, GOOD)
+        await deployer.run()
+        done = await state(client, refused)
+        assert (done["status"], done["reason"]) == ("failed", "Forbidden")
+        assert 'cannot patch resource "deployments"' in done["message"]
+        rejected = [e for e in await stream_kinds(client, refused) if e["event"] == "rejected"]
+        assert [(e["kind"], e["name"], e["reason"]) for e in rejected] == [("Deployment", "web", "Forbidden")]
+
+    async def test_a_terminating_namespace_fails_the_deployment(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """A namespace being deleted refuses creates with 403 and cause NamespaceTerminating
+        (plugin/pkg/admission/namespace/lifecycle): the deployment fails naming it, and a new deploy
+        after the namespace is gone creates it again."""
+        first = await deploy(client, GOOD)
+        await deployer.run()
+        assert (await state(client, first))["status"] == "succeeded"
+        fake.terminate_namespace("team-a", hold=True)
+        await fake.wait_for(lambda: fake.get("Deployment", "web", "team-a") is None, within=30)
+        refused = await deploy(client, {"image": "registry.example.com/team/web:2"})
+        await deployer.run()
+        done = await state(client, refused)
+        assert done["status"] in ("failed", "rolled_back")
+        assert done["reason"] == "NamespaceTerminating"
+        fake.release_namespace("team-a")
+        await fake.wait_for(lambda: fake.get("Namespace", "team-a") is None, within=30)
+        again = await deploy(client, {"image": "registry.example.com/team/web:3"})
+        await deployer.run()
+        assert (await state(client, again))["status"] == "succeeded"
+        assert image(fake) == "registry.example.com/team/web:3"
+
+    async def test_an_object_the_apiserver_finds_invalid_fails_with_its_causes(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """A policy Kepler cannot know of (an admission webhook, a newer validation rule) answers 422
+        Invalid with field causes (apimachinery `NewInvalid`): each reaches the user in the `rejected`
+        event, and the deployment's message names the object."""
+        fake.inject(
+            Reject(
+                path="/deployments/web",
+                status=422,
+                reason="Invalid",
+                message='Deployment.apps "web" is invalid: spec.template.spec.containers[0].image: '
+                'Invalid value: "registry.example.com/team/web:1": images must come from the mirror',
+                causes=[
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": MIRROR,
+                        "field": "spec.template.spec.containers[0].image",
+                    }
+                ],
+            )
+        )
+        refused = await deploy(client, GOOD)
+        await deployer.run()
+        done = await state(client, refused)
+        assert (done["status"], done["reason"]) == ("failed", "Invalid")
+        assert done["message"].startswith("the cluster rejected Deployment 'web': ")
+        rejected = next(e for e in await stream_kinds(client, refused) if e["event"] == "rejected")
+        assert rejected["causes"] == [
+            {
+                "field": "spec.template.spec.containers[0].image",
+                "reason": "FieldValueInvalid",
+                "message": MIRROR,
+            }
+        ]

@@ -1,7 +1,7 @@
 """A contract fake of the Kubernetes API server: real HTTP, real state, strict validation, injectable
 faults."""
 
-from kepler_kubefake.faults import Delay, DropWatch, Fault, Forbid, ServerError, Throttle, WatchGone
+from kepler_kubefake.faults import Delay, DropWatch, Fault, Forbid, Reject, ServerError, Throttle, WatchGone
 from kepler_kubefake.http import RecordedRequest
 from kepler_kubefake.kinds import DEFAULT_KINDS, Obj, ResourceKind
 from kepler_kubefake.kubelet import PodBehaviour
@@ -17,6 +17,7 @@ __all__ = [
     "Obj",
     "PodBehaviour",
     "RecordedRequest",
+    "Reject",
     "ResourceKind",
     "ServerError",
     "Throttle",

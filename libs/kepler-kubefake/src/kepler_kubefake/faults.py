@@ -3,7 +3,7 @@ connections, slow answers, 5xx, RBAC denials and API Priority and Fairness throt
 bounded number of times on requests whose path contains `path`; `Forbid` and `Throttle` match the request
 as the apiserver's authorizer sees it (verb, resource, namespace)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -75,7 +75,23 @@ class Throttle:
     path: str = ""
 
 
-Fault = WatchGone | DropWatch | Delay | ServerError | Forbid | Throttle
+@dataclass(slots=True)
+class Reject:
+    """A write refused as a validating admission webhook or a rule the fake does not model would refuse it:
+    the next `times` matching writes (POST, PUT, PATCH) answer `status` with this Status. A webhook's denial
+    without a code is a 400 whose message starts `admission webhook "<name>" denied the request:`
+    (staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/errors/statuserror.go)."""
+
+    status: int = 422
+    reason: str = "Invalid"
+    message: str = "kubefake: injected rejection"
+    causes: list[dict[str, str]] = field(default_factory=list)
+    times: int = 1
+    path: str = ""
+    method: str = ""
+
+
+Fault = WatchGone | DropWatch | Delay | ServerError | Forbid | Throttle | Reject
 
 
 class Faults:

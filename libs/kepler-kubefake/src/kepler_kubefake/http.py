@@ -12,7 +12,7 @@ import yaml
 from aiohttp import web
 
 from kepler_kubefake import discovery, errors
-from kepler_kubefake.faults import Delay, Faults, Forbid, ServerError, Throttle
+from kepler_kubefake.faults import Delay, Faults, Forbid, Reject, ServerError, Throttle
 from kepler_kubefake.kinds import Obj, Registry
 from kepler_kubefake.patches import APPLY_PATCH
 from kepler_kubefake.requestinfo import RequestInfo, request_info
@@ -140,6 +140,12 @@ class Frontend:
             raise errors.ApiError(
                 failure.status, reason, f"kubefake: injected {failure.status} for {request.path}"
             )
+        rejection = (
+            self.faults.take(Reject, request.method, request.path) if request.method in _WRITES else None
+        )
+        if isinstance(rejection, Reject):
+            details = {"causes": rejection.causes} if rejection.causes else {}
+            raise errors.ApiError(rejection.status, rejection.reason, rejection.message, details)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -236,6 +242,9 @@ class Frontend:
             manager = request.headers.get("User-Agent", "unknown").split("/", 1)[0]
         dry_run = "All" in q.getall("dryRun", [])
         return WriteOptions(manager, dry_run, _truthy(q.get("force")))
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
 class Throttled(Exception):
