@@ -283,7 +283,7 @@ def _too_long(field: str, limit: int) -> Cause:
     return Cause("FieldValueTooLong", f"Too long: must have at most {limit} bytes", field)
 
 
-def _data_size(obj: Obj, field: str) -> int:
+def _data_size(obj: Obj) -> int:
     return sum(
         len(str(v)) for name in ("data", "binaryData", "stringData") for v in (obj.get(name) or {}).values()
     )
@@ -291,12 +291,12 @@ def _data_size(obj: Obj, field: str) -> int:
 
 def _configmap(obj: Obj, old: Obj | None) -> list[Cause]:
     """`ValidateConfigMap`: data and binaryData together at most 1 MiB, reported on the whole object."""
-    return [_too_long("[]", MAX_DATA_BYTES)] if _data_size(obj, "") > MAX_DATA_BYTES else []
+    return [_too_long("[]", MAX_DATA_BYTES)] if _data_size(obj) > MAX_DATA_BYTES else []
 
 
 def _secret(obj: Obj, old: Obj | None) -> list[Cause]:
     """`ValidateSecret`: data at most 1 MiB."""
-    return [_too_long("data", MAX_DATA_BYTES)] if _data_size(obj, "data") > MAX_DATA_BYTES else []
+    return [_too_long("data", MAX_DATA_BYTES)] if _data_size(obj) > MAX_DATA_BYTES else []
 
 
 def _annotations(obj: Obj) -> list[Cause]:
