@@ -155,15 +155,21 @@ class TestServerSideApply:
         assert causes(status_of(rejected)) == [("FieldValueInvalid", "dataa")]
 
 
-async def post_configmap(fake: KubeFake, namespace: str, size: int) -> tuple[int, Manifest]:
-    """POST a large ConfigMap as a stream (aiohttp warns about large in-memory bodies)."""
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "x" * size}}
+async def send(
+    fake: KubeFake, method: str, path: str, body: Manifest, content_type: str
+) -> tuple[int, Manifest]:
+    """Send a large body as a stream (aiohttp warns about large in-memory bodies)."""
     payload = io.BytesIO(json.dumps(body).encode())
-    headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
-        url = f"{fake.url}/api/v1/namespaces/{namespace}/configmaps"
-        response = await http.post(url, data=payload, headers=headers)
+        response = await http.request(
+            method, fake.url + path, data=payload, headers={"Content-Type": content_type}
+        )
         return response.status, await response.json()
+
+
+async def post_configmap(fake: KubeFake, namespace: str, size: int) -> tuple[int, Manifest]:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "x" * size}}
+    return await send(fake, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body, "application/json")
 
 
 class TestSizeLimits:
@@ -176,13 +182,31 @@ class TestSizeLimits:
         assert status["reason"] == "RequestEntityTooLarge"
         assert status["message"] == "Request entity too large: limit is 3145728"
 
+    async def test_configmap_data_over_1_mib_is_invalid(self, fake: KubeFake, namespace: str) -> None:
+        """`ValidateConfigMap` (pkg/apis/core/validation/validation.go): data at most 1 MiB (MaxSecretSize),
+        checked before etcd sees it."""
+        code, status = await post_configmap(fake, namespace, 1_100_000)
+
+        assert code == 422
+        assert status["details"]["causes"] == [
+            {
+                "reason": "FieldValueTooLong",
+                "message": "Too long: must have at most 1048576 bytes",
+                "field": "[]",
+            }
+        ]
+
     async def test_an_object_over_etcds_limit_is_refused_by_etcd(
-        self, fake: KubeFake, namespace: str
+        self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment
     ) -> None:
         """etcd's 1.5 MiB `--max-request-bytes`: the apiserver passes "request is too large" on as a 500
-        (kubernetes#112152)."""
-        code, status = await post_configmap(fake, namespace, 2_000_000)
+        (kubernetes#112152). Nothing in Deployment validation bounds an env value."""
+        body = make_deployment()
+        body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "BIG", "value": "x" * 2_000_000}]
+
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web?fieldManager=kepler"
+        code, status = await send(fake, "PATCH", path, body, "application/apply-patch+yaml")
 
         assert code == 500
         assert status["message"] == "etcdserver: request is too large"
-        assert fake.get("ConfigMap", "big", namespace) is None
+        assert fake.get("Deployment", "web", namespace) is None

@@ -275,7 +275,40 @@ def _unknown(spec: Obj, known: set[str]) -> list[Cause]:
     ]
 
 
+MAX_DATA_BYTES = 1024 * 1024  # core.MaxSecretSize, for ConfigMaps too
+MAX_ANNOTATION_BYTES = 256 * 1024  # TotalAnnotationSizeLimitB
+
+
+def _too_long(field: str, limit: int) -> Cause:
+    return Cause("FieldValueTooLong", f"Too long: must have at most {limit} bytes", field)
+
+
+def _data_size(obj: Obj) -> int:
+    return sum(
+        len(str(v)) for name in ("data", "binaryData", "stringData") for v in (obj.get(name) or {}).values()
+    )
+
+
+def _configmap(obj: Obj, old: Obj | None) -> list[Cause]:
+    """`ValidateConfigMap`: data and binaryData together at most 1 MiB, reported on the whole object."""
+    return [_too_long("[]", MAX_DATA_BYTES)] if _data_size(obj) > MAX_DATA_BYTES else []
+
+
+def _secret(obj: Obj, old: Obj | None) -> list[Cause]:
+    """`ValidateSecret`: data at most 1 MiB."""
+    return [_too_long("data", MAX_DATA_BYTES)] if _data_size(obj) > MAX_DATA_BYTES else []
+
+
+def _annotations(obj: Obj) -> list[Cause]:
+    """`ValidateAnnotationsSize` (apimachinery/pkg/api/validation/objectmeta.go): keys and values, 256 KiB."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    size = sum(len(k) + len(str(v)) for k, v in annotations.items())
+    return [_too_long("metadata.annotations", MAX_ANNOTATION_BYTES)] if size > MAX_ANNOTATION_BYTES else []
+
+
 CHECKS: dict[str, Check] = {
+    "ConfigMap": _configmap,
+    "Secret": _secret,
     "Deployment": _deployment,
     "ReplicaSet": _workload,
     "Pod": _pod,
@@ -289,6 +322,7 @@ def validate_object(kind: ResourceKind, obj: Obj, old: Obj | None = None) -> Non
     """Raise 422 Invalid listing every cause, like the real server, or return when the object is
     acceptable."""
     causes = _name(kind, obj) + label_causes(obj.get("metadata", {}).get("labels"), "metadata.labels")
+    causes += _annotations(obj)
     if kind.validation == "schema":
         causes += schema_causes(kind, obj)
     if check := CHECKS.get(kind.kind):
