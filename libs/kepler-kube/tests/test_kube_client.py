@@ -13,13 +13,14 @@ from kepler_kube.base import (
     ClusterUnavailable,
     CredentialsRefused,
     Kube,
+    KubeForbidden,
     KubeInvalid,
     NotInCluster,
     WatchExpired,
 )
 from kepler_kube.client import KubernetesCluster
 from kepler_kube.registry import ClusterRegistry
-from kepler_kubefake import Delay, KubeFake, ServerError, WatchGone
+from kepler_kubefake import Delay, Forbid, KubeFake, ServerError, Throttle, WatchGone
 
 ClusterRow = Callable[..., Cluster]
 
@@ -85,7 +86,45 @@ class TestErrorsAreNeverData:
                 pass
 
 
+class TestRefusals:
+    async def test_an_rbac_denial_is_forbidden_not_a_success(self, kube: Kube, fake: KubeFake) -> None:
+        """403 from the authorizer (`... cannot delete resource "configmaps"`): the delete did not happen,
+        and must not read as if it did."""
+        await kube.apply(CONFIG)
+        fake.inject(Forbid(verb="delete", resource="configmaps"))
+        with pytest.raises(KubeForbidden, match="cannot delete") as raised:
+            await kube.delete("ConfigMap", "team-a", "settings")
+        assert not raised.value.terminating
+        assert await kube.get("ConfigMap", "team-a", "settings") is not None
+
+    async def test_a_terminating_namespace_refuses_creates(self, kube: Kube, fake: KubeFake) -> None:
+        """Creates in a namespace being deleted answer 403 with cause NamespaceTerminating
+        (plugin/pkg/admission/namespace/lifecycle): a 409 to Kepler's callers, not a 502."""
+        fake.terminate_namespace("team-a", hold=True)
+        with pytest.raises(KubeForbidden) as raised:
+            await kube.apply(CONFIG)
+        assert raised.value.terminating
+        assert raised.value.status == 409
+
+    async def test_a_too_new_version_is_expired(self, kube: Kube, fake: KubeFake) -> None:
+        """A lagging API server answers a version it has not seen with 504 ResourceVersionTooLarge
+        (apimachinery `NewTooLargeResourceVersionError`): re-list, as for 410."""
+        listed = await kube.list("ConfigMap", "team-a")
+        ahead = str(int(listed["metadata"]["resourceVersion"]) + 1000)
+        with pytest.raises(WatchExpired):
+            async for _ in kube.watch("ConfigMap", "team-a", ahead):
+                pass
+
+
 class TestRetries:
+    async def test_throttling_is_retried_after_retry_after(self, kube: Kube, fake: KubeFake) -> None:
+        """API Priority and Fairness answers 429 with `Retry-After` and a plain-text body: waited out."""
+        fake.inject(Throttle(verb="get", resource="configmaps", times=1, retry_after=1))
+        await kube.apply(CONFIG)
+        assert await kube.get("ConfigMap", "team-a", "settings") is not None
+        gets = [r for r in fake.requests if r.method == "GET" and r.path.endswith("/settings")]
+        assert [r.status for r in gets] == [429, 200]
+
     async def test_overload_is_retried(self, kube: Kube, fake: KubeFake) -> None:
         """A 503 or 429 is the API server shedding load (API Priority and Fairness): trying again succeeds."""
         fake.inject(ServerError(status=503, times=2, path="/configmaps"))
@@ -124,7 +163,7 @@ class TestSilentWatch:
         little after the server's `timeoutSeconds`, instead of hanging the watcher."""
         creds = ClusterCredentials("east", fake.url, token="kubefake-token")
         kube = KubernetesCluster(creds, timeout=0.5, watch_seconds=1)
-        fake.inject(Delay(seconds=30, times=1, path="/configmaps"))
+        fake.inject(Delay(seconds=4, times=1, path="/configmaps"))
         try:
             async with asyncio.timeout(10):
                 with pytest.raises(ClusterUnavailable, match="TimeoutError"):
