@@ -43,6 +43,17 @@ def image(fake: KubeFake) -> str | None:
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"] if deployment else None
 
 
+def stalled(fake: KubeFake) -> bool:
+    """The new ReplicaSet has pods, which never become ready: the Deployment stops changing."""
+    deployment = fake.get("Deployment", "web", "team-a") or {}
+    status, generation = deployment.get("status") or {}, deployment.get("metadata", {}).get("generation")
+    return (
+        image(fake) == "registry.example.com/team/web:2"
+        and status.get("observedGeneration") == generation
+        and status.get("updatedReplicas", 0) >= 1
+    )
+
+
 @pytest.mark.usefixtures("web")
 class TestExpiredWatches:
     async def test_a_compacted_history_does_not_make_the_runner_spin(
@@ -59,7 +70,8 @@ class TestExpiredWatches:
             client, {"image": "registry.example.com/team/web:2", "progress_deadline_seconds": 1500}
         )
         run = asyncio.create_task(deployer.run())
-        await fake.wait_for(lambda: image(fake) == "registry.example.com/team/web:2", within=30)
+        await fake.wait_for(lambda: stalled(fake), within=30)
+        await asyncio.sleep(0.2)  # the Deployment is quiet now: its resourceVersion stays as it is
         before = len(fake.requests)
         fake.compact()
         fake.inject(WatchGone(times=1, path="/deployments"))  # the watch open now expires too
