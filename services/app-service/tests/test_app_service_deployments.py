@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kepler_app_service.clusters.clients import cluster_registry
 from kepler_app_service.live.watch import LiveStatus
 from kepler_app_service.releases import repository as releases_repository
+from kepler_app_service.releases.imports import spec_of
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
 from kepler_db import App, AuditEvent, Cluster, Deployment, DeploymentStatus, Release, Role
@@ -657,6 +658,36 @@ def legacy_deployment(name: str, image: str = "registry.example.com/legacy:7") -
     }
 
 
+def test_import_names_unnamed_ports_after_the_service_port_in_front_else_by_number() -> None:
+    """A container port needs no name (only a Service's ports do), but Kepler's Service targets ports by name:
+    an unnamed one takes the name of the Service port that targets it (by number) when that name is a valid
+    IANA_SVC_NAME (a Service port name is a DNS label of 63), else `port-<number>`, with the protocol when
+    not TCP. Safe to add: apply merges container ports by containerPort and protocol."""
+    deployment = legacy_deployment("shop")
+    deployment["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"containerPort": 8080},
+        {"containerPort": 9090},
+        {"containerPort": 53, "protocol": "UDP"},
+        {"containerPort": 7000},
+    ]
+    svc = {
+        "spec": {
+            "ports": [
+                {"name": "web", "port": 80, "targetPort": 8080},
+                {"name": "dns", "port": 53, "protocol": "TCP"},  # TCP: not in front of the UDP port
+                {"name": "a-name-too-long-for-a-container-port", "port": 7000},
+            ]
+        }
+    }
+    ports = spec_of(deployment, svc).model_dump(mode="json")["ports"]
+    assert ports == [
+        {"name": "web", "port": 8080, "protocol": "TCP", "service_port": 80},
+        {"name": "port-9090", "port": 9090, "protocol": "TCP"},
+        {"name": "port-53-udp", "port": 53, "protocol": "UDP"},
+        {"name": "port-7000", "port": 7000, "protocol": "TCP"},
+    ]
+
+
 @pytest.fixture
 async def instant_fake() -> AsyncIterator[KubeFake]:
     """Pods ready at once. (With a ready delay, a pod of an adopted Deployment's new template can stay in
@@ -703,6 +734,77 @@ class TestImportAndDelete:
         assert live is not None
         assert live["spec"]["selector"] == {"matchLabels": {"app": "legacy"}}
         assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/legacy:8"
+
+    async def test_adopted_container_and_ports_are_updated_never_duplicated(
+        self, client: httpx.AsyncClient, session: AsyncSession, instant_fake: KubeFake, deployer: Any
+    ) -> None:
+        """Server-side apply merges containers by name, container ports by containerPort+protocol and Service
+        ports by port+protocol (contracts.md §5): the first deploy used to name the container after the app,
+        which added a second container beside the adopted `web`, and put the Service on the container's port
+        beside the adopted port 80. An unnamed container port takes the name of the Service port in front."""
+        fake = instant_fake
+        await cluster_at(session, fake.url)
+        assert (
+            await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
+        ).status_code == 201
+        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        shop = legacy_deployment("shop")
+        shop_container = shop["spec"]["template"]["spec"]["containers"][0]
+        shop_container["name"] = "web"
+        shop_container["ports"] = [{"name": "http", "containerPort": 8080}, {"containerPort": 9090}]
+        fake.create(shop, manager="kubectl-client-side-apply")
+        fake.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "shop", "namespace": "team-a"},
+                "spec": {
+                    "selector": {"app": "shop"},
+                    "ports": [
+                        {"name": "public", "port": 80, "targetPort": "http"},
+                        {"name": "metrics", "port": 9090},
+                    ],
+                },
+            },
+            manager="kubectl-client-side-apply",
+        )
+        assert (await client.post("/api/v1/namespaces/team-a/imports", json={})).json()["imported"] == [
+            "shop"
+        ]
+        spec = (await client.get("/api/v1/namespaces/team-a/apps/shop/releases/1")).json()["spec"]
+        assert spec["container"] == "web"
+        assert spec["ports"] == [
+            {"name": "http", "port": 8080, "protocol": "TCP", "service_port": 80},
+            {"name": "metrics", "port": 9090, "protocol": "TCP"},
+        ]
+
+        for tag in ("8", "9"):
+            response = await client.post(
+                "/api/v1/namespaces/team-a/apps/shop/deployments",
+                json={"image": f"registry.example.com/legacy:{tag}"},
+            )
+            assert response.status_code == 201, response.text
+            await deployer.run()
+            outcome = await state_of(client, "shop", response.json()["id"])
+            assert outcome["status"] == "succeeded", (outcome["reason"], outcome["message"])
+
+        live = fake.get("Deployment", "shop", "team-a")
+        assert live is not None
+        containers = live["spec"]["template"]["spec"]["containers"]
+        assert [(c["name"], c["image"]) for c in containers] == [("web", "registry.example.com/legacy:9")]
+        assert sorted((p["name"], p["containerPort"], p["protocol"]) for p in containers[0]["ports"]) == [
+            ("http", 8080, "TCP"),
+            ("metrics", 9090, "TCP"),
+        ]
+        assert [e["name"] for e in containers[0]["env"]] == ["A", "SECRET"]
+        svc = fake.get("Service", "shop", "team-a")
+        assert svc is not None
+        assert sorted(
+            (p["name"], p["port"], p["targetPort"], p["protocol"]) for p in svc["spec"]["ports"]
+        ) == [
+            ("http", 80, "http", "TCP"),
+            ("metrics", 9090, "metrics", "TCP"),
+        ]
 
     @pytest.mark.usefixtures("web")
     async def test_deleting_an_app_removes_its_objects(

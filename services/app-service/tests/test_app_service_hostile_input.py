@@ -1,6 +1,8 @@
 """What a careless client or an attacker sends app-service: 4xx problems, never a 500; and how fast lost
 deployments come back."""
 
+import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_app_service.app import ROUTERS
+from kepler_app_service.app import ROUTERS, create_app
 from kepler_app_service.releases.runner import HEARTBEAT_SECONDS
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
@@ -334,3 +336,68 @@ class TestJsonTypes:
         assert_problem(response, 422)
         assert response.json()["errors"][0]["loc"][0] == "body"
         assert (await client.get(read)).json() == before
+
+
+def is_valid_port_name(name: str) -> bool:
+    """apimachinery's `IsValidPortName` (staging/src/k8s.io/apimachinery/pkg/util/validation/validation.go),
+    check by check."""
+    return (
+        len(name) <= 15
+        and re.fullmatch(r"[-a-z0-9]+", name) is not None
+        and re.search(r"[a-z]", name) is not None
+        and "--" not in name
+        and not name.startswith("-")
+        and not name.endswith("-")
+    )
+
+
+VALID_PORT_NAMES = ["http", "h2c", "a-b", "1-a", "a1-2b", "x", "abcdefghijklmno"]
+INVALID_PORT_NAMES = ["8080", "a--b", "-a", "a-", "abcdefghijklmnop", "HTTP", "", "a_b", "a.b", "12-34"]
+PORT_BODIES = [
+    pytest.param(
+        "POST", f"{NS}/apps", lambda v: {"name": "api", "ports": [{"name": v, "port": 80}]}, id="new_app"
+    ),
+    pytest.param("PATCH", APP, lambda v: {"ports": [{"name": v, "port": 80}]}, id="app"),
+    pytest.param(
+        "POST", f"{APP}/deployments", lambda v: {**GOOD, "ports": [{"name": v, "port": 80}]}, id="deploy"
+    ),
+]
+
+
+class TestPortNames:
+    """Port names are IANA_SVC_NAME, as a real apiserver checks container ports and a Service's targetPort:
+    Kepler's own rule (a DNS label of 15) let `8080` and `a--b` through to a cluster that refused them."""
+
+    def test_the_schema_rule_is_apimachinerys(self) -> None:
+        """Every name of up to 6 characters over letters, digits, '-' and '_' (and some longer ones): the
+        pattern and length the OpenAPI schema states accept exactly what `IsValidPortName` accepts."""
+        field = create_app(AppServiceSettings()).openapi()["components"]["schemas"]["Port"]["properties"][
+            "name"
+        ]
+        assert (field["minLength"], field["maxLength"]) == (1, 15)
+        pattern = re.compile(field["pattern"])
+        names = ["".join(t) for n in range(7) for t in itertools.product("a1-_", repeat=n)]
+        for name in [*names, *VALID_PORT_NAMES, *INVALID_PORT_NAMES]:
+            in_schema = len(name) in range(1, 16) and pattern.search(name) is not None
+            assert in_schema == is_valid_port_name(name), name
+
+    @pytest.mark.parametrize("name", VALID_PORT_NAMES)
+    @pytest.mark.parametrize(("method", "path", "body"), PORT_BODIES)
+    @pytest.mark.usefixtures("web")
+    async def test_valid_names_are_accepted(
+        self, client: httpx.AsyncClient, method: str, path: str, body: Any, name: str
+    ) -> None:
+        assert is_valid_port_name(name)
+        response = await client.request(method, path, json=body(name))
+        assert response.status_code in (200, 201), response.text
+
+    @pytest.mark.parametrize("name", INVALID_PORT_NAMES)
+    @pytest.mark.parametrize(("method", "path", "body"), PORT_BODIES)
+    @pytest.mark.usefixtures("web")
+    async def test_invalid_names_are_422_naming_the_field(
+        self, client: httpx.AsyncClient, method: str, path: str, body: Any, name: str
+    ) -> None:
+        assert not is_valid_port_name(name)
+        response = await client.request(method, path, json=body(name))
+        assert_problem(response, 422)
+        assert [e["loc"] for e in response.json()["errors"]] == [["body", "ports", 0, "name"]]

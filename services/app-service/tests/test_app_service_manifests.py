@@ -27,7 +27,17 @@ FULL: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("spec", [FULL, {"image": "nginx"}], ids=["full", "minimal"])
+ADOPTED: dict[str, Any] = {
+    "image": "nginx",
+    "container": "server",
+    "ports": [
+        {"name": "http", "port": 8080, "service_port": 80},
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+    ],
+}
+
+
+@pytest.mark.parametrize("spec", [FULL, {"image": "nginx"}, ADOPTED], ids=["full", "minimal", "adopted"])
 def test_objects_are_valid_kubernetes(spec: dict[str, Any]) -> None:
     for obj in manifests.objects("web", "team-a", 4, ReleaseSpec.model_validate(spec)):
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
@@ -51,3 +61,25 @@ def test_deployment_carries_the_whole_release() -> None:
 
 def test_no_ports_no_service() -> None:
     assert [o["kind"] for o in manifests.objects("w", "n", 1, ReleaseSpec(image="nginx"))] == ["Deployment"]
+
+
+def test_an_adopted_container_and_service_port_keep_their_keys() -> None:
+    """What an imported Deployment had: apply merges containers by name and Service ports by port and
+    protocol, so these must be the adopted values for a deploy to update them rather than add beside them."""
+    service, deployment = manifests.objects("web", "team-a", 2, ReleaseSpec.model_validate(ADOPTED))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "server"
+    assert [(p["name"], p["containerPort"], p["protocol"]) for p in container["ports"]] == [
+        ("http", 8080, "TCP"),
+        ("dns", 53, "UDP"),
+    ]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "dns", "port": 53, "targetPort": "dns", "protocol": "UDP"},
+    ]
+    assert (
+        manifests.deployment("web", "n", 1, ReleaseSpec(image="nginx"))["spec"]["template"]["spec"][
+            "containers"
+        ][0]["name"]
+        == "web"
+    )

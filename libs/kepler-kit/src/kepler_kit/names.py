@@ -20,6 +20,11 @@ NamespaceName = Annotated[
 ]
 # 53, not 63: the app name prefixes generated objects (e.g. `<app>-canary`, ReplicaSet hashes).
 AppName = Annotated[str, StringConstraints(min_length=1, max_length=53, pattern=_DNS1035_LABEL)]
-PortName = Annotated[
-    str, StringConstraints(min_length=1, max_length=15, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-]
+# IANA_SVC_NAME, as apimachinery's IsValidPortName checks container port names and a Service's targetPort: at
+# most 15 lowercase alphanumerics and '-', at least one letter, no '--', no '-' at either end. One regular
+# expression (no lookahead), so the OpenAPI schema states the whole rule: words of digits, then the word
+# holding the first letter, then any words, joined by single '-'.
+IANA_SVC_NAME = r"^([0-9]+-)*[0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+PortName = Annotated[str, StringConstraints(min_length=1, max_length=15, pattern=IANA_SVC_NAME)]
+# A container's name: a DNS-1123 label (apimachinery IsDNS1123Label), as pod validation requires.
+ContainerName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=_DNS1123_LABEL)]

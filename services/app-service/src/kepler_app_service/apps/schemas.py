@@ -67,14 +67,37 @@ Language = Annotated[
 
 
 class Port(Strict):
-    name: PortName
-    port: JsonInt = Field(ge=1, le=65535)
+    """A container port and the Service port in front of it; they share the name (the targetPort)."""
+
+    name: PortName = Field(
+        description="IANA_SVC_NAME: at most 15 lowercase letters, digits and '-', at least one letter, "
+        "no '--', no '-' at either end"
+    )
+    port: JsonInt = Field(ge=1, le=65535, description="The container's port")
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    service_port: JsonInt | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="The Service's port, when not `port` (an adopted Service keeps its own)",
+        exclude_if=lambda value: value is None,
+    )
+
+    @property
+    def exposed(self) -> int:
+        """The port the Service listens on."""
+        return self.service_port or self.port
 
 
 def _unique_ports(ports: list[Port]) -> list[Port]:
-    if len({p.name for p in ports}) != len(ports) or len({(p.port, p.protocol) for p in ports}) != len(ports):
-        raise ValueError("port names and port/protocol pairs must be unique")
+    """Server-side apply merges container ports by port and protocol, Service ports by their port and
+    protocol: two of a kind would be one list item."""
+    if (
+        len({p.name for p in ports}) != len(ports)
+        or len({(p.port, p.protocol) for p in ports}) != len(ports)
+        or len({(p.exposed, p.protocol) for p in ports}) != len(ports)
+    ):
+        raise ValueError("port names, port/protocol pairs and service_port/protocol pairs must be unique")
     return ports
 
 

@@ -1,5 +1,6 @@
 """Importing Deployments that already run in a namespace, as Kepler Cloud's sync did: each becomes an app
-whose release 1 is read back from its pod template, keeping its own selector (selectors are immutable)."""
+whose release 1 is read back from its pod template, keeping its own selector (selectors are immutable) and
+every key server-side apply merges by (container name, ports, env names), so deploys update what it had."""
 
 import re
 from typing import Any
@@ -16,6 +17,7 @@ from kepler_app_service.releases.schemas import ImportResult, Skipped
 from kepler_app_service.releases.spec import ReleaseSpec
 from kepler_db import models
 from kepler_kit.identity import Principal
+from kepler_kit.names import IANA_SVC_NAME
 from kepler_kube.base import Kube
 
 _APP_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -42,8 +44,53 @@ def _probe(probe: Obj | None) -> Obj | None:
     return {"check": check, **timing}
 
 
-def spec_of(deployment: Obj) -> ReleaseSpec:
-    """Raises ValidationError when the Deployment uses what a release cannot express (named probe ports…)."""
+def _service_port_for(port: Obj, svc: Obj | None) -> Obj | None:
+    """The adopted Service's port that sends traffic to this container port (by name or number), if any."""
+    protocol = port.get("protocol", "TCP")
+    for candidate in ((svc or {}).get("spec") or {}).get("ports") or []:
+        target = candidate.get("targetPort", candidate.get("port"))
+        if candidate.get("protocol", "TCP") == protocol and target in (
+            port.get("name"),
+            port["containerPort"],
+        ):
+            return dict(candidate)
+    return None
+
+
+def _port_name(port: Obj, in_front: Obj | None) -> str:
+    """An unnamed container port (valid: only Services need names) gets the name of the Service port in front
+    of it when that is a valid IANA_SVC_NAME, else `port-<number>[-<protocol>]`. Naming it is safe: apply
+    merges container ports by containerPort and protocol, so the first deploy names the port it had."""
+    if port.get("name"):
+        return str(port["name"])
+    service_name = (in_front or {}).get("name") or ""
+    if len(service_name) <= 15 and re.match(IANA_SVC_NAME, service_name):
+        return str(service_name)
+    protocol = port.get("protocol", "TCP")
+    return f"port-{port['containerPort']}" + ("" if protocol == "TCP" else f"-{protocol.lower()}")
+
+
+def _port(port: Obj, svc: Obj | None) -> Obj:
+    """A container port with its apply key (containerPort, protocol), so a deploy updates it, and the port of
+    the Service in front of it, so a deploy updates that Service port (keyed by port and protocol) rather than
+    adding one beside it. A Service port that targets no container port is left alone."""
+    in_front = _service_port_for(port, svc)
+    out = {
+        "name": _port_name(port, in_front),
+        "port": port["containerPort"],
+        "protocol": port.get("protocol", "TCP"),
+    }
+    if in_front and in_front["port"] != port["containerPort"]:
+        out["service_port"] = in_front["port"]
+    return out
+
+
+def spec_of(deployment: Obj, svc: Obj | None = None) -> ReleaseSpec:
+    """Raises ValidationError when the Deployment uses what a release cannot express (named probe ports…).
+
+    `svc`: the Service of the same name, which Kepler's deploys will apply to. The container keeps its
+    name, and its ports and env their keys: server-side apply merges those lists by key, so a new key would
+    add an item beside the adopted one (a second container, a duplicate port) instead of updating it."""
     spec = deployment.get("spec") or {}
     pod = (spec.get("template") or {}).get("spec") or {}
     containers = pod.get("containers") or []
@@ -54,6 +101,7 @@ def spec_of(deployment: Obj) -> ReleaseSpec:
     return ReleaseSpec.model_validate(
         {
             "image": c["image"],
+            "container": c["name"],
             "replicas": spec.get("replicas", 1),
             "resources": c.get("resources") or {},
             "env": [
@@ -63,14 +111,7 @@ def spec_of(deployment: Obj) -> ReleaseSpec:
             ],
             "command": c.get("command") or [],
             "args": c.get("args") or [],
-            "ports": [
-                {
-                    "name": p.get("name") or f"port-{p['containerPort']}",
-                    "port": p["containerPort"],
-                    "protocol": p.get("protocol", "TCP"),
-                }
-                for p in c.get("ports") or []
-            ],
+            "ports": [_port(p, svc) for p in c.get("ports") or []],
             "probes": {k: v for k, v in probes.items() if v},
             "progress_deadline_seconds": spec.get("progressDeadlineSeconds", 600),
         }
@@ -89,7 +130,8 @@ async def import_deployments(
             continue
         reason = await _why_not(session, namespace, deployment)
         if reason is None:
-            reason = await _import_one(session, who, namespace, deployment)
+            svc = await kube.get("Service", namespace.name, name)
+            reason = await _import_one(session, who, namespace, deployment, svc)
         if reason is None:
             result.imported.append(name)
         else:
@@ -112,10 +154,10 @@ async def _why_not(session: AsyncSession, namespace: models.Namespace, deploymen
 
 
 async def _import_one(
-    session: AsyncSession, who: Principal, namespace: models.Namespace, deployment: Obj
+    session: AsyncSession, who: Principal, namespace: models.Namespace, deployment: Obj, svc: Obj | None
 ) -> str | None:
     try:
-        spec = spec_of(deployment)
+        spec = spec_of(deployment, svc)
     except (ValidationError, ValueError, KeyError) as exc:
         return f"its pod template cannot be expressed as a release: {str(exc).splitlines()[0]}"
     name = deployment["metadata"]["name"]

@@ -57,7 +57,7 @@ def _resources(spec: ReleaseSpec) -> Obj:
 
 def _container(app: str, spec: ReleaseSpec) -> Obj:
     container: Obj = {
-        "name": app,
+        "name": spec.container or app,
         "image": spec.image_ref,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": p.name, "containerPort": p.port, "protocol": p.protocol} for p in spec.ports],
@@ -121,7 +121,7 @@ def service(
     if not spec.ports:
         return None
     ports = [
-        {"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol} for p in spec.ports
+        {"name": p.name, "port": p.exposed, "targetPort": p.name, "protocol": p.protocol} for p in spec.ports
     ]
     return {
         "apiVersion": "v1",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from kepler_app_service.apps.schemas import Port, Ports
+from kepler_kit.names import ContainerName
 from kepler_kit.scalars import JsonInt
 from kepler_kit.text import Line, SingleLine, Text
 
@@ -131,6 +132,11 @@ class ReleaseSpec(Strict):
     command: Argv = Field(default_factory=list)
     args: Argv = Field(default_factory=list)
     ports: Ports = Field(default_factory=list)
+    container: ContainerName | None = Field(
+        None,
+        description="The container's name; none: the app's. An adopted Deployment's own, kept by every later "
+        "release: server-side apply merges containers by name, so another name would add a second container",
+    )
     probes: Probes = Probes()
     progress_deadline_seconds: JsonInt = Field(600, ge=10, le=86400)
     restarted_at: str | None = Field(
