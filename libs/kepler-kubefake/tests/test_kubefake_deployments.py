@@ -8,6 +8,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient
 
 from kepler_kubefake import KubeFake
+from kepler_kubefake.store import Change
 from kepler_kubefake.workloads import fenceposts
 
 Manifest = dict[str, Any]
@@ -54,8 +55,8 @@ class TestRollingWaves:
         available: list[int] = []
         new_sizes: list[int] = []
 
-        def observe() -> bool:
-            rss = replica_sets(fake)
+        def observe(_: Change) -> None:  # every write, synchronously: no state is missed
+            rss = fake.store.objects(fake.registry.named("ReplicaSet"), namespace)
             totals.append(sum(rs["spec"]["replicas"] for rs in rss))
             available.append(sum((rs.get("status") or {}).get("availableReplicas", 0) for rs in rss))
             new = [
@@ -63,10 +64,10 @@ class TestRollingWaves:
             ]
             if new and new_sizes[-1:] != [new[0]["spec"]["replicas"]]:
                 new_sizes.append(new[0]["spec"]["replicas"])
-            return rolled_out(fake) and images(fake) == {"nginx:1.28"}
 
+        fake.store.listen(observe)
         await apply(make_deployment(replicas=10, image="nginx:1.28"))
-        await fake.wait_for(observe)
+        await fake.wait_for(lambda: rolled_out(fake) and images(fake) == {"nginx:1.28"})
 
         assert max(totals) <= 13
         assert min(available) >= 8
@@ -186,11 +187,13 @@ class TestRecreate:
         await fake.wait_for(lambda: rolled_out(fake))
         mixed: list[set[str]] = []
 
-        def observe() -> bool:
-            mixed.append(images(fake))
-            return rolled_out(fake) and images(fake) == {"nginx:1.28"}
+        def observe(_: Change) -> None:
+            mixed.append({p["spec"]["containers"][0]["image"] for p in fake.store.objects(pods, namespace)})
+
+        pods = fake.registry.named("Pod")
+        fake.store.listen(observe)
 
         await apply(make_deployment(replicas=2, image="nginx:1.28", strategy={"type": "Recreate"}))
-        await fake.wait_for(observe)
+        await fake.wait_for(lambda: rolled_out(fake) and images(fake) == {"nginx:1.28"})
 
         assert {"nginx:1.27", "nginx:1.28"} not in mixed

@@ -80,7 +80,7 @@ class TestReadiness:
         self, make_deployment: MakeDeployment
     ) -> None:
         """Pulling and starting a container takes time on a real node; by default 2 Kubernetes seconds."""
-        async with KubeFake.start(time_scale=0.005) as fake:
+        async with KubeFake.start(time_scale=0.05) as fake:
             fake.create(NAMESPACE)
             fake.create(make_deployment(replicas=1))
             await fake.wait_for(lambda: bool(container(fake)))

@@ -190,7 +190,7 @@ class Controller:
         top = max((revision(rs) for rs in old_rss), default=0)
         created = new_rs is None and not spec_of(d).get("paused")
         if created:
-            new_rs = self.api.save(self.replicasets, new_replicaset(d, template_hash, top + 1))
+            new_rs = self._create_replicaset(d, new_replicaset(d, template_hash, top + 1), old_rss)
         elif new_rs is not None and revision(new_rs) <= top:
             new_rs = self._annotate(self.replicasets, new_rs, {REVISION: str(top + 1)})
         if new_rs is None:  # paused: no new ReplicaSet for a changed template (sync.go, sync)
@@ -206,6 +206,16 @@ class Controller:
             new_rs = self._roll(d, new_rs, old_rss)
         self._clean_history(d, old_rss)
         self._update_status(d, new_rs, old_rss, created)
+
+    def _create_replicaset(self, d: Obj, rs: Obj, old_rss: list[Obj]) -> Obj:
+        """Created at its first wave's size already (sync.go, getNewReplicaSet); Recreate starts at 0."""
+        count = 0 if is_recreate(d) else rolling.new_replicas(d, rs, [rs, *old_rss])
+        rs["spec"]["replicas"] = count
+        created = self.api.save(self.replicasets, rs)
+        if count:
+            message = f"Scaled up replica set {rs['metadata']['name']} from 0 to {count}"
+            self.events.record(d, "ScalingReplicaSet", message, component="deployment-controller")
+        return created
 
     def _template_hash(self, d: Obj) -> str:
         """The pod-template-hash, memoised per generation: the template only changes with the generation."""

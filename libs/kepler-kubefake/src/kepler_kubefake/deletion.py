@@ -28,44 +28,70 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pod_grace(pod: Obj, requested: object) -> int:
-    """`CheckGracefulDelete` for pods."""
+def _requested(grace: object) -> int | None:
+    """DeleteOptions.gracePeriodSeconds; negative counts as 1 (BeforeDelete)."""
+    if grace is None:
+        return None
+    value = int(str(grace))
+    return 1 if value < 0 else value
+
+
+def pod_grace(pod: Obj, requested: int | None) -> int:
+    """`CheckGracefulDelete` for pods (pkg/registry/core/pod/strategy.go)."""
     if not (pod.get("spec") or {}).get("nodeName") or terminal(pod):
         return 0
     if requested is not None:
-        return max(0, int(str(requested)))
+        return requested
     return int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
 
 
 def begin(store: Store, clock: Clock, kind: ResourceKind, obj: Obj, policy: str, grace: object) -> Obj | None:
     """Start deleting `obj`; returns the object when it stays for now (Terminating), None once removed.
     Orphaning is the caller's (it rewrites dependents)."""
-    if kind.kind == "Pod":
-        seconds = pod_grace(obj, grace)
-        if seconds > 0:
-            return _terminating_pod(store, clock, kind, obj, seconds)
+    requested = _requested(grace)
+    if kind.kind == "Pod" and obj["metadata"].get("deletionTimestamp"):
+        return _shorten(store, kind, obj, requested)
+    if kind.kind == "Pod" and (seconds := pod_grace(obj, requested)) > 0:
+        return _mark(
+            store, kind, obj, _stamp(_parse(clock.timestamp()) + timedelta(seconds=seconds)), seconds
+        )
     if policy == "Foreground":
         if obj["metadata"].get("deletionTimestamp"):
             return obj
-        marked = clone(obj)
-        meta = marked["metadata"]
-        meta["deletionTimestamp"], meta["deletionGracePeriodSeconds"] = clock.timestamp(), 0
-        meta["finalizers"] = [*(meta.get("finalizers") or []), FOREGROUND]
+        marked = _mark(store, kind, obj, clock.timestamp(), 0, put=False)
+        marked["metadata"]["finalizers"] = [*(obj["metadata"].get("finalizers") or []), FOREGROUND]
         store.put(kind, marked)
         return marked
     store.remove(kind, obj)
     return None
 
 
-def _terminating_pod(store: Store, clock: Clock, kind: ResourceKind, pod: Obj, seconds: int) -> Obj:
-    meta = pod["metadata"]
-    now = _parse(clock.timestamp())
-    due = now + timedelta(seconds=seconds)
-    current = meta.get("deletionTimestamp")
-    if current and (_parse(current) <= due or meta.get("deletionGracePeriodSeconds", 0) <= seconds):
-        return pod
-    marked = clone(pod)
-    marked["metadata"]["deletionTimestamp"] = _stamp(due)
-    marked["metadata"]["deletionGracePeriodSeconds"] = seconds
-    store.put(kind, marked)
+def _mark(store: Store, kind: ResourceKind, obj: Obj, when: str, seconds: int, put: bool = True) -> Obj:
+    """deletionTimestamp and deletionGracePeriodSeconds set, and the generation bumped (if the object has
+    one) so that its controllers see the deletion (rest/delete.go BeforeDelete; registry/store.go
+    markAsDeleting)."""
+    marked = clone(obj)
+    meta = marked["metadata"]
+    meta["deletionTimestamp"], meta["deletionGracePeriodSeconds"] = when, seconds
+    if meta.get("generation", 0) > 0:
+        meta["generation"] += 1
+    if put:
+        store.put(kind, marked)
     return marked
+
+
+def _shorten(store: Store, kind: ResourceKind, pod: Obj, requested: int | None) -> Obj | None:
+    """A second DELETE may only shorten the grace period; 0 (or none left) deletes at once."""
+    meta = pod["metadata"]
+    current = int(meta.get("deletionGracePeriodSeconds") or 0)
+    if current == 0 or requested == 0:
+        store.remove(kind, pod)
+        return None
+    if requested is None or requested >= current:
+        return pod
+    shortened = clone(pod)
+    due = _parse(meta["deletionTimestamp"]) - timedelta(seconds=current - requested)
+    shortened["metadata"]["deletionTimestamp"] = _stamp(due)
+    shortened["metadata"]["deletionGracePeriodSeconds"] = requested
+    store.put(kind, shortened)
+    return shortened
