@@ -74,11 +74,15 @@ class Controller:
     def start(self) -> None:
         """Like the real controller manager, look at everything that exists first: objects restored from
         a state file were never announced as changes. Ready pods are left alone (their containers kept
-        running while the API server was down); any other pod is advanced again."""
+        running while the API server was down); any other pod is advanced again, and deletions in progress
+        are taken up where they were."""
         for kind in (self.deployments, self.replicasets, self.pods):
             for obj in self.api.store.objects(kind):
-                if kind is not self.pods or not pod_ready(obj) or obj["metadata"].get("deletionTimestamp"):
-                    self.mark((kind.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+                meta = obj["metadata"]
+                if kind is not self.pods or not pod_ready(obj) or meta.get("deletionTimestamp"):
+                    self.mark((kind.kind, meta.get("namespace", ""), meta["name"]))
+                if self.garbage.resume(kind, obj):
+                    self.mark(("GC", meta.get("namespace", ""), meta["uid"]))
         self._task = asyncio.create_task(self._run(), name="kubefake-controller")
 
     async def stop(self) -> None:

@@ -45,6 +45,14 @@ class GarbageCollector:
             found.append((uid, True))
         return found
 
+    def resume(self, kind: ResourceKind, obj: Obj) -> bool:
+        """An owner restored from a state file while deleting in the foreground: take it up again."""
+        meta = obj["metadata"]
+        if not _foreground(obj):
+            return False
+        self._waiting[meta["uid"]] = (kind, meta.get("namespace", ""), meta["name"])
+        return True
+
     def collect(self, uid: str) -> None:
         owner = self._owner(uid)
         deleting = owner is not None and _foreground(owner)
