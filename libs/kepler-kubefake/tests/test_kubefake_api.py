@@ -479,10 +479,12 @@ class TestDeletion:
         victim = fake.objects("Pod", namespace)[0]["metadata"]["name"]
 
         deleted = await client.CoreV1Api(api).delete_namespaced_pod(victim, namespace)
-        await fake.wait_for(lambda: len(fake.objects("Pod", namespace)) == 2)
+        await fake.wait_for(
+            lambda: victim not in {p["metadata"]["name"] for p in fake.objects("Pod", namespace)}
+        )
 
         assert deleted.metadata.name == victim
-        assert victim not in {p["metadata"]["name"] for p in fake.objects("Pod", namespace)}
+        assert len(fake.objects("Pod", namespace)) == 2
 
     async def test_deleting_a_deployment_deletes_its_replicasets_and_pods(
         self, fake: KubeFake, api: ApiClient, namespace: str, make_deployment: MakeDeployment, apply: Apply
@@ -491,9 +493,9 @@ class TestDeletion:
         await fake.wait_for(lambda: len(fake.objects("Pod", namespace)) == 2)
 
         await client.AppsV1Api(api).delete_namespaced_deployment("web", namespace)
-
-        assert fake.objects("ReplicaSet", namespace) == []
-        assert fake.objects("Pod", namespace) == []
+        await fake.wait_for(
+            lambda: fake.objects("ReplicaSet", namespace) == [] and fake.objects("Pod", namespace) == []
+        )
 
     async def test_orphan_propagation_keeps_dependents(
         self, fake: KubeFake, api: ApiClient, namespace: str, make_deployment: MakeDeployment, apply: Apply

@@ -214,19 +214,37 @@ class TestFailingRollouts:
         observed = [reason for gen, reason in seen if gen == generation]
         assert observed[0] == "ProgressDeadlineExceeded"
         assert observed[-1] == "NewReplicaSetAvailable"
-        assert len(fake.objects("Pod", namespace)) == 1
+        await fake.wait_for(lambda: len(fake.objects("Pod", namespace)) == 1)  # the crashed one terminated
 
     async def test_an_unpullable_image_leaves_pods_pending(
         self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
     ) -> None:
+        """ErrImagePull at each pull attempt, ImagePullBackOff in between, the attempts backing off
+        (pkg/kubelet/images/image_manager.go)."""
         await apply(make_deployment(image="registry.local/imagepullbackoff:1", replicas=1))
+        reasons: list[str] = []
 
-        await fake.wait_for(lambda: "containerStatuses" in pod_status(fake))
+        def waiting_reason(wanted: str) -> Callable[[], bool]:
+            def check() -> bool:
+                statuses = pod_status(fake).get("containerStatuses") or [{}]
+                reason = str(statuses[0].get("state", {}).get("waiting", {}).get("reason", ""))
+                if reason and reasons[-1:] != [reason]:
+                    reasons.append(reason)
+                return reason == wanted
 
-        waiting = pod_status(fake)["containerStatuses"][0]["state"]["waiting"]
+            return check
+
+        for wanted in ("ErrImagePull", "ImagePullBackOff", "ErrImagePull", "ImagePullBackOff"):
+            await fake.wait_for(waiting_reason(wanted))
+
         assert pod_status(fake)["phase"] == "Pending"
-        assert waiting["reason"] == "ImagePullBackOff"
-        assert "Failed" in {e["reason"] for e in fake.objects("Event", namespace)}
+        assert [r for r in reasons if r != "ContainerCreating"] == [
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "ErrImagePull",
+            "ImagePullBackOff",
+        ]
+        assert {"Failed", "BackOff"} <= {e["reason"] for e in fake.objects("Event", namespace)}
 
     async def test_pod_behaviour_can_be_set_through_the_fake(
         self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply

@@ -96,3 +96,24 @@ class TestStateFile:
                 second.store.since(deployments, rv(seen))
             assert gone.value.code == 410
             assert second.store.since(deployments, second.store.revision) == []
+
+    async def test_a_deletion_in_progress_completes_after_the_restart(
+        self, tmp_path: Path, make_deployment: MakeDeployment
+    ) -> None:
+        """A Deployment deleted in the foreground before the stop still has its foregroundDeletion finalizer
+        when restored; the garbage collector takes it up again on start, as the real one does from its
+        informers' initial list (pkg/controller/garbagecollector/graph_builder.go)."""
+        state = tmp_path / "cluster.json"
+        async with KubeFake.start(ready_delay=0.0, state_file=state) as first:
+            await roll_out(first, make_deployment(replicas=2))
+            async with ApiClient(Configuration(host=first.url)) as api:
+                await client.AppsV1Api(api).delete_namespaced_deployment(
+                    "web", "team-a", propagation_policy="Foreground"
+                )
+        async with KubeFake.start(ready_delay=0.0, time_scale=0.005, state_file=state) as second:
+            restored = second.get("Deployment", "web", "team-a")
+            await second.wait_for(lambda: second.get("Deployment", "web", "team-a") is None)
+
+        assert restored is not None
+        assert restored["metadata"]["finalizers"] == ["foregroundDeletion"]
+        assert second.objects("Pod", "team-a") == []

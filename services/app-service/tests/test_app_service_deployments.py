@@ -706,6 +706,10 @@ class TestImportAndDelete:
             await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
         ).status_code == 201
         fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        # The Secret the legacy Deployment's env refers to: without it a real kubelet (and the fake) keeps
+        # the pod in CreateContainerConfigError and the deployment rightly fails.
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "team-a"}}
+        fake.create({**secret, "stringData": {"k": "v"}})
         fake.create(legacy_deployment("legacy"))
         fake.create(legacy_deployment("9lives"))
         result = (await client.post("/api/v1/namespaces/team-a/imports", json={})).json()

@@ -20,7 +20,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m kepler_kubefake", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--ready-delay", type=float, default=2.0, help="real seconds before a pod is Ready")
+    parser.add_argument(
+        "--ready-delay",
+        type=float,
+        default=None,
+        help="real seconds a container takes to start (default: 2 Kubernetes seconds, scaled)",
+    )
     parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per Kubernetes second")
     parser.add_argument("--token", default=None, help="require this bearer token")
     parser.add_argument(

@@ -7,27 +7,35 @@ reconcile re-derives everything from current state, so repeated or coalesced wak
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from kepler_kubefake import rolling
+from kepler_kubefake.behaviours import Behaviour, behaviour_from_images
 from kepler_kubefake.clock import Clock
 from kepler_kubefake.events import EventRecorder
+from kepler_kubefake.garbage import GC_DELAY, GarbageCollector
 from kepler_kubefake.kinds import Obj, ResourceKind
-from kepler_kubefake.kubelet import Kubelet, PodBehaviour, behaviour_from_images
+from kepler_kubefake.kubelet import Kubelet
 from kepler_kubefake.resources import Api
 from kepler_kubefake.rollout import PROGRESSING, RolloutInput, deployment_status, get_condition, has_deadline
+from kepler_kubefake.scheduler import DEFAULT_ALLOCATABLE
 from kepler_kubefake.store import Change
 from kepler_kubefake.workloads import (
     DESIRED_REPLICAS,
     HASH_LABEL,
     REVISION,
-    max_unavailable,
+    active,
+    is_recreate,
     new_pod,
     new_replicaset,
     pod_ready,
     pod_template_hash,
+    replica_failure,
+    replicas,
     revision,
     spec_of,
     status_int,
+    terminal,
 )
 
 log = logging.getLogger("kepler_kubefake.controller")
@@ -35,15 +43,24 @@ DirtyKey = tuple[str, str, str]  # (Kind, namespace, name)
 
 
 class Controller:
-    def __init__(self, api: Api, clock: Clock, ready_delay: float, crash_period: float = 10.0) -> None:
+    def __init__(
+        self,
+        api: Api,
+        clock: Clock,
+        start_delay: float,
+        crash_run: float = 0.0,
+        allocatable: Mapping[str, str] | None = DEFAULT_ALLOCATABLE,
+    ) -> None:
         self.api, self.clock = api, clock
         self.deployments = api.registry.named("Deployment")
         self.replicasets = api.registry.named("ReplicaSet")
         self.pods = api.registry.named("Pod")
         self.events = EventRecorder(api)
-        self.kubelet = Kubelet(api, self.events, clock, ready_delay, crash_period)
+        self.kubelet = Kubelet(api, self.events, clock, start_delay, crash_run, allocatable)
+        self.garbage = GarbageCollector(api)
         self.errors: list[str] = []
-        self._overrides: dict[tuple[str, str], PodBehaviour] = {}
+        self._overrides: dict[tuple[str, str], Behaviour] = {}
+        self._failures: dict[tuple[str, str], str] = {}
         self._progress_at: dict[str, float] = {}
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._dirty: dict[DirtyKey, None] = {}
@@ -57,11 +74,15 @@ class Controller:
     def start(self) -> None:
         """Like the real controller manager, look at everything that exists first: objects restored from
         a state file were never announced as changes. Ready pods are left alone (their containers kept
-        running while the API server was down); any other pod is advanced again."""
+        running while the API server was down); any other pod is advanced again, and deletions in progress
+        are taken up where they were."""
         for kind in (self.deployments, self.replicasets, self.pods):
             for obj in self.api.store.objects(kind):
-                if kind is not self.pods or not pod_ready(obj):
-                    self.mark((kind.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+                meta = obj["metadata"]
+                if kind is not self.pods or not pod_ready(obj) or meta.get("deletionTimestamp"):
+                    self.mark((kind.kind, meta.get("namespace", ""), meta["name"]))
+                if self.garbage.resume(kind, obj):
+                    self.mark(("GC", meta.get("namespace", ""), meta["uid"]))
         self._task = asyncio.create_task(self._run(), name="kubefake-controller")
 
     async def stop(self) -> None:
@@ -71,7 +92,16 @@ class Controller:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def set_behaviour(self, namespace: str, deployment: str, behaviour: PodBehaviour | None) -> None:
+    def fail_creation(self, namespace: str, deployment: str, message: str | None) -> None:
+        """Pod creation for this Deployment's ReplicaSets is refused with `message` (None: allowed again)."""
+        if message is None:
+            self._failures.pop((namespace, deployment), None)
+        else:
+            self._failures[(namespace, deployment)] = message
+        for rs in self.api.store.objects(self.replicasets, namespace):
+            self.mark(("ReplicaSet", namespace, rs["metadata"]["name"]))
+
+    def set_behaviour(self, namespace: str, deployment: str, behaviour: Behaviour | None) -> None:
         if behaviour is None:
             self._overrides.pop((namespace, deployment), None)
         else:
@@ -102,17 +132,30 @@ class Controller:
         if kind in ("Deployment", "ReplicaSet", "Pod") and change.type != "DELETED":
             self.mark((kind, namespace, meta["name"]))
         if kind == "Pod" and change.type == "DELETED":
-            self.kubelet.forget(meta["uid"])
+            self._pod_gone(change.obj)
+        if kind in ("ConfigMap", "Secret") and change.type != "DELETED":
+            for pod in self.kubelet.waiting_for_config(namespace):
+                self.mark(("Pod", namespace, pod))
+        for uid, wait in self.garbage.noticed(change):
+            self.later(self.clock.real_seconds(GC_DELAY if wait else 0), ("GC", namespace, uid))
         if kind in ("ReplicaSet", "Pod"):
             for ref in meta.get("ownerReferences") or []:
                 if ref.get("controller") and ref.get("kind") in ("Deployment", "ReplicaSet"):
                     self.mark((ref["kind"], namespace, ref["name"]))
+
+    def _pod_gone(self, pod: Obj) -> None:
+        """Its room on the node is free for unscheduled pods, and a Recreate rollout may go on."""
+        self.kubelet.forget(pod["metadata"]["uid"])
+        self._retry_unscheduled()
+        if deployment := self._deployment_of(pod):
+            self.mark(("Deployment", pod["metadata"].get("namespace", ""), deployment))
 
     async def _run(self) -> None:
         reconcilers: dict[str, Callable[[str, str], None]] = {
             "Deployment": self._sync_deployment,
             "ReplicaSet": self._sync_replicaset,
             "Pod": self._sync_pod,
+            "GC": lambda _namespace, uid: self.garbage.collect(uid),
         }
         while True:
             await self._wake.wait()
@@ -142,26 +185,41 @@ class Controller:
         d = self.api.store.get(self.deployments, namespace, name)
         if d is None or d["metadata"].get("deletionTimestamp"):
             return
-        spec = spec_of(d)
-        template_hash = pod_template_hash(
-            spec.get("template") or {}, (d.get("status") or {}).get("collisionCount", 0)
-        )
+        template_hash = self._template_hash(d)
         owned = self._owned(d, self.replicasets)
         new_rs = next(
             (rs for rs in owned if rs["metadata"].get("labels", {}).get(HASH_LABEL) == template_hash), None
         )
         old_rss = [rs for rs in owned if rs is not new_rs]
         top = max((revision(rs) for rs in old_rss), default=0)
-        created = new_rs is None
-        if new_rs is None:
-            new_rs = self.api.save(self.replicasets, new_replicaset(d, template_hash, top + 1))
-        elif revision(new_rs) <= top:
+        created = new_rs is None and not spec_of(d).get("paused")
+        if created:
+            new_rs = self._create_replicaset(d, new_replicaset(d, template_hash, top + 1), old_rss)
+        elif new_rs is not None and revision(new_rs) <= top:
             new_rs = self._annotate(self.replicasets, new_rs, {REVISION: str(top + 1)})
-        d = self._annotate(self.deployments, d, {REVISION: str(revision(new_rs))})
-        if not spec.get("paused"):
-            new_rs = self._scale(d, new_rs, old_rss)
+        if new_rs is None:  # paused: no new ReplicaSet for a changed template (sync.go, sync)
+            self._update_status(d, {"metadata": {"name": "", "uid": ""}}, old_rss, False)
+            return
+        d = self._annotate_deployment(d, str(revision(new_rs)))
+        if spec_of(d).get("paused"):
+            if not any(replicas(rs) for rs in old_rss):
+                new_rs = self._scale_rs(d, new_rs, int(spec_of(d).get("replicas", 1)))
+        elif is_recreate(d):
+            new_rs = self._recreate(d, new_rs, old_rss)
+        else:
+            new_rs = self._roll(d, new_rs, old_rss)
         self._clean_history(d, old_rss)
-        self._update_status(d, new_rs, created)
+        self._update_status(d, new_rs, old_rss, created)
+
+    def _create_replicaset(self, d: Obj, rs: Obj, old_rss: list[Obj]) -> Obj:
+        """Created at its first wave's size already (sync.go, getNewReplicaSet); Recreate starts at 0."""
+        count = 0 if is_recreate(d) else rolling.new_replicas(d, rs, [rs, *old_rss])
+        rs["spec"]["replicas"] = count
+        created = self.api.save(self.replicasets, rs)
+        if count:
+            message = f"Scaled up replica set {rs['metadata']['name']} from 0 to {count}"
+            self.events.record(d, "ScalingReplicaSet", message, component="deployment-controller")
+        return created
 
     def _template_hash(self, d: Obj) -> str:
         """The pod-template-hash, memoised per generation: the template only changes with the generation."""
@@ -180,9 +238,16 @@ class Controller:
         updated = {**obj, "metadata": {**obj["metadata"], "annotations": {**current, **annotations}}}
         return self.api.save(kind, updated)
 
-    def _scale_rs(self, d: Obj, rs: Obj, replicas: int) -> Obj:
-        current = int(spec_of(rs).get("replicas", 0))
-        if current == replicas:
+    def _annotate_deployment(self, d: Obj, rev: str) -> Obj:
+        """The revision annotation goes through UpdateStatus, so it does not bump the generation."""
+        current = d["metadata"].get("annotations") or {}
+        if current.get(REVISION) == rev:
+            return d
+        return self.api.save_status(self.deployments, d, d.get("status") or {}, {**current, REVISION: rev})
+
+    def _scale_rs(self, d: Obj, rs: Obj, count: int) -> Obj:
+        current = replicas(rs)
+        if current == count:
             return rs
         annotations = {
             **(rs["metadata"].get("annotations") or {}),
@@ -191,34 +256,32 @@ class Controller:
         updated = {
             **rs,
             "metadata": {**rs["metadata"], "annotations": annotations},
-            "spec": {**spec_of(rs), "replicas": replicas},
+            "spec": {**spec_of(rs), "replicas": count},
         }
-        direction = "up" if replicas > current else "down"
+        direction = "up" if count > current else "down"
         saved = self.api.save(self.replicasets, updated)
-        message = f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {replicas}"
+        message = f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {count}"
         self.events.record(d, "ScalingReplicaSet", message, component="deployment-controller")
         return saved
 
-    def _scale(self, d: Obj, new_rs: Obj, old_rss: list[Obj]) -> Obj:
-        """Recreate: old to zero first. RollingUpdate (simplified: full surge): new to desired at once, old
-        scaled down as new pods become available, never below `desired - maxUnavailable` available overall."""
-        desired = int(spec_of(d).get("replicas", 1))
-        if (spec_of(d).get("strategy") or {}).get("type") == "Recreate":
-            for rs in old_rss:
-                self._scale_rs(d, rs, 0)
-            if any(status_int(rs, "replicas") for rs in old_rss):
-                return new_rs
-            return self._scale_rs(d, new_rs, desired)
-        new_rs = self._scale_rs(d, new_rs, desired)
-        allowed_old = max(0, desired - max_unavailable(d) - status_int(new_rs, "availableReplicas"))
-        excess = sum(int(spec_of(rs).get("replicas", 0)) for rs in old_rss) - allowed_old
-        for rs in sorted(old_rss, key=revision):
-            current = int(spec_of(rs).get("replicas", 0))
-            if excess > 0 and current > 0:
-                cut = min(current, excess)
-                self._scale_rs(d, rs, current - cut)
-                excess -= cut
+    def _roll(self, d: Obj, new_rs: Obj, old_rss: list[Obj]) -> Obj:
+        """One sync of a RollingUpdate (rolling.go): scale the new ReplicaSet up within maxSurge, or else
+        the old ones down within maxUnavailable; the next sync takes the next step."""
+        target = rolling.new_replicas(d, new_rs, [new_rs, *old_rss])
+        if target != replicas(new_rs):
+            return self._scale_rs(d, new_rs, target)
+        for rs, count in rolling.scale_down_old(d, new_rs, old_rss):
+            self._scale_rs(d, rs, count)
         return new_rs
+
+    def _recreate(self, d: Obj, new_rs: Obj, old_rss: list[Obj]) -> Obj:
+        """recreate.go: old ReplicaSets to zero, and the new one scaled up only once no old pod is left
+        (Terminating ones included)."""
+        for rs in old_rss:
+            self._scale_rs(d, rs, 0)
+        if any(not terminal(pod) for rs in old_rss for pod in self._owned(rs, self.pods)):
+            return new_rs
+        return self._scale_rs(d, new_rs, int(spec_of(d).get("replicas", 1)))
 
     def _clean_history(self, d: Obj, old_rss: list[Obj]) -> None:
         """Old, empty ReplicaSets beyond `revisionHistoryLimit` are deleted, oldest first."""
@@ -228,19 +291,21 @@ class Controller:
             for rs in old_rss
         ]
         idle = sorted(
-            (rs for rs in fresh if rs and not spec_of(rs).get("replicas") and not status_int(rs, "replicas")),
+            (rs for rs in fresh if rs and not replicas(rs) and not status_int(rs, "replicas")),
             key=revision,
         )
         for rs in idle[: max(0, len(idle) - limit)]:
-            self.api.remove(self.replicasets, rs)
+            self.api.delete_object(self.replicasets, rs)
 
-    def _update_status(self, d: Obj, new_rs: Obj, created: bool) -> None:
+    def _update_status(self, d: Obj, new_rs: Obj, old_rss: list[Obj], created: bool) -> None:
         uid = d["metadata"]["uid"]
         all_rs = self._owned(d, self.replicasets)
         new_rs = next((rs for rs in all_rs if rs["metadata"]["uid"] == new_rs["metadata"]["uid"]), new_rs)
-        inp = RolloutInput(d, new_rs, all_rs, created, self.clock.timestamp(), self._timed_out(d))
-        status, progressed = deployment_status(inp)
-        if progressed or uid not in self._progress_at:
+        paused = bool(spec_of(d).get("paused"))
+        inp = RolloutInput(d, new_rs, all_rs, created, self.clock.timestamp(), self._timed_out(d), paused)
+        failure = replica_failure([new_rs, *(rs for rs in all_rs if rs is not new_rs)])
+        status, progressed = deployment_status(inp, failure)
+        if progressed or paused or uid not in self._progress_at:
             self._progress_at[uid] = self.clock.now()
         self.api.save_status(self.deployments, d, status)
         self._watch_deadline(d, status)
@@ -270,12 +335,47 @@ class Controller:
     # ---- replicasets
 
     def _sync_replicaset(self, namespace: str, name: str) -> None:
+        """replica_set.go: active pods (not Terminating) counted against spec.replicas; surplus pods are
+        deleted gracefully, not-ready and newest first (controller_utils.go, ActivePodsWithRanks)."""
         rs = self.api.store.get(self.replicasets, namespace, name)
-        if rs is None:
+        if rs is None or rs["metadata"].get("deletionTimestamp"):
             return
-        pods = self._owned(rs, self.pods)
-        desired = int(spec_of(rs).get("replicas", 0))
-        for _ in range(desired - len(pods)):
+        pods = [p for p in self._owned(rs, self.pods) if active(p)]
+        desired = replicas(rs)
+        error = ""
+        if desired > len(pods):
+            error = self._create_pods(rs, desired - len(pods))
+        if len(pods) > desired:
+            ranked = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
+            ranked.sort(key=lambda p: (bool(spec_of(p).get("nodeName")), pod_ready(p)))
+            for pod in ranked[: len(pods) - desired]:
+                self.api.delete_object(self.pods, pod)
+                self.events.record(
+                    rs,
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    component="replicaset-controller",
+                )
+        self._replicaset_status(rs, [p for p in self._owned(rs, self.pods) if active(p)], error)
+
+    def _create_pods(self, rs: Obj, count: int) -> str:
+        """Create the missing pods, or fail as an admission plugin (quota, Pod Security) would refuse them."""
+        deployment = next(
+            (r["name"] for r in rs["metadata"].get("ownerReferences") or [] if r.get("kind") == "Deployment"),
+            "",
+        )
+        refused = self._failures.get((rs["metadata"]["namespace"], deployment))
+        if refused is not None:
+            error = f'pods "{rs["metadata"]["name"]}-" is forbidden: {refused}'
+            self.events.record(
+                rs,
+                "FailedCreate",
+                f"Error creating: {error}",
+                warning=True,
+                component="replicaset-controller",
+            )
+            return error
+        for _ in range(count):
             pod = self.api.save(self.pods, new_pod(rs))
             self.events.record(
                 rs,
@@ -283,21 +383,9 @@ class Controller:
                 f"Created pod: {pod['metadata']['name']}",
                 component="replicaset-controller",
             )
-        if len(pods) > desired:
-            doomed = sorted(pods, key=lambda p: (pod_ready(p), p["metadata"]["creationTimestamp"]))[
-                : len(pods) - desired
-            ]
-            for pod in doomed:
-                self.api.remove(self.pods, pod)
-                self.events.record(
-                    rs,
-                    "SuccessfulDelete",
-                    f"Deleted pod: {pod['metadata']['name']}",
-                    component="replicaset-controller",
-                )
-        self._replicaset_status(rs, self._owned(rs, self.pods))
+        return ""
 
-    def _replicaset_status(self, rs: Obj, pods: list[Obj]) -> None:
+    def _replicaset_status(self, rs: Obj, pods: list[Obj], error: str) -> None:
         min_ready = self.clock.real_seconds(float(spec_of(rs).get("minReadySeconds", 0)))
         ready = [p for p in pods if pod_ready(p)]
         available = 0
@@ -319,19 +407,45 @@ class Controller:
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         status |= {k: v for k, v in extra.items() if v}
+        conditions = self._failure_conditions(rs, error)
+        if conditions:
+            status["conditions"] = conditions
         self.api.save_status(self.replicasets, rs, status)
+
+    def _failure_conditions(self, rs: Obj, error: str) -> list[Obj]:
+        """`ReplicaFailure=True/FailedCreate` while creating pods fails; cleared once it works again."""
+        previous = (rs.get("status") or {}).get("conditions") or []
+        if not error:
+            return [c for c in previous if c.get("type") != "ReplicaFailure"]
+        current = next((c for c in previous if c.get("type") == "ReplicaFailure"), None)
+        if current and current.get("message") == error:
+            return list(previous)
+        failure = {
+            "type": "ReplicaFailure",
+            "status": "True",
+            "lastTransitionTime": self.clock.timestamp(),
+            "reason": "FailedCreate",
+            "message": error,
+        }
+        return [c for c in previous if c.get("type") != "ReplicaFailure"] + [failure]
 
     # ---- pods
 
     def _sync_pod(self, namespace: str, name: str) -> None:
         pod = self.api.store.get(self.pods, namespace, name)
-        if pod is None or pod["metadata"].get("deletionTimestamp"):
+        if pod is None:
             return
         wait = self.kubelet.sync(pod, self._behaviour(pod))
         if wait is not None:
             self.later(wait, ("Pod", namespace, name))
 
-    def _behaviour(self, pod: Obj) -> PodBehaviour:
+    def _retry_unscheduled(self) -> None:
+        """The scheduler retries pods it could not place when resources are freed."""
+        for pod in self.api.store.objects(self.pods):
+            if not spec_of(pod).get("nodeName") and not pod["metadata"].get("deletionTimestamp"):
+                self.mark(("Pod", pod["metadata"].get("namespace", ""), pod["metadata"]["name"]))
+
+    def _behaviour(self, pod: Obj) -> Behaviour:
         namespace = pod["metadata"].get("namespace", "")
         deployment = self._deployment_of(pod)
         if deployment and (override := self._overrides.get((namespace, deployment))):

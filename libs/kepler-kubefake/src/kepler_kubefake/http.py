@@ -273,7 +273,7 @@ def _truthy(value: str | None) -> bool:
 
 
 def _delete_query(q: Any) -> Obj:
-    return {"propagationPolicy": q["propagationPolicy"]} if q.get("propagationPolicy") else {}
+    return {name: q[name] for name in ("propagationPolicy", "gracePeriodSeconds") if q.get(name)}
 
 
 def _json(obj: Obj, status: int = 200) -> web.Response:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kepler_kubefake import errors
+from kepler_kubefake import deletion, errors
 from kepler_kubefake.apply import ApplyRequest, apply_create, apply_to
 from kepler_kubefake.checks import validate_object
 from kepler_kubefake.clock import Clock
@@ -43,6 +43,7 @@ _SERVER_METADATA = (
     "managedFields",
     "generation",
     "deletionTimestamp",
+    "deletionGracePeriodSeconds",
 )
 Ownership = Callable[[FlatObject], list[Entry]]
 
@@ -234,7 +235,9 @@ class Api:
         if t.kind == self.namespace_kind:
             return self.present(t, obj if opts.dry_run else self.terminate_namespace(obj))
         if not opts.dry_run:
-            self.remove(t.kind, obj, policy)
+            staying = self.delete_object(t.kind, obj, policy, options.get("gracePeriodSeconds"))
+            if staying is not None:
+                return self.present(t, staying)
         if t.kind.returns_deleted_object:
             return self.present(t, obj)
         return errors.success_status(t.kind, obj["metadata"]["name"], obj["metadata"]["uid"])
@@ -278,14 +281,27 @@ class Api:
         self.store.put(kind, obj)
         return obj
 
-    def save_status(self, kind: ResourceKind, obj: Obj, status: Obj) -> Obj:
-        """Write the status subresource only; never bumps generation."""
+    def save_status(self, kind: ResourceKind, obj: Obj, status: Obj, annotations: Obj | None = None) -> Obj:
+        """Write the status subresource only; never bumps generation. The deployment controller also
+        writes its revision annotation this way (UpdateStatus keeps metadata but spec and labels)."""
         current = self.store.get(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])
-        if current is None or current.get("status") == status:
+        if current is None or (current.get("status") == status and annotations is None):
             return current or obj
         new = {**current, "metadata": dict(current["metadata"]), "status": status}
+        if annotations is not None:
+            new["metadata"]["annotations"] = annotations
         self.store.put(kind, new)
         return new
+
+    def delete_object(
+        self, kind: ResourceKind, obj: Obj, policy: str = "Background", grace: object = None
+    ) -> Obj | None:
+        """A client's (or the garbage collector's) delete: pods terminate gracefully and dependents are
+        collected later (see `deletion.py`); returns the object while it stays."""
+        if policy == "Orphan":
+            self.remove(kind, obj, policy)
+            return None
+        return deletion.begin(self.store, self.clock, kind, obj, policy, grace)
 
     def remove(self, kind: ResourceKind, obj: Obj, policy: str = "Background") -> None:
         """Delete with garbage collection of everything it owns (Orphan strips the owner reference
@@ -415,7 +431,14 @@ class Api:
         """Fields a client cannot change through the main resource: identity, and status where it is a
         subresource."""
         meta = new["metadata"]
-        for name in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "managedFields"):
+        for name in (
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ):
             if name in old["metadata"]:
                 meta[name] = old["metadata"][name]
         meta.pop("resourceVersion", None)
@@ -504,7 +527,10 @@ def _set_generation(old: Obj | None, new: Obj) -> None:
         new["metadata"]["generation"] = 1
         return
     previous = old["metadata"].get("generation", 1)
-    new["metadata"]["generation"] = previous + (old.get("spec") != new.get("spec"))
+    changed = old.get("spec") != new.get("spec")
+    if new.get("kind") == "Deployment":  # annotations are copied to ReplicaSets: pkg/registry/apps/deployment
+        changed = changed or old["metadata"].get("annotations") != new["metadata"].get("annotations")
+    new["metadata"]["generation"] = previous + changed
 
 
 def _patched(old: Obj, body: Any, content_type: str) -> Obj:

@@ -17,6 +17,9 @@ NEW_RS_AVAILABLE = "NewReplicaSetAvailable"
 NEW_RS_CREATED = "NewReplicaSetCreated"
 RS_UPDATED = "ReplicaSetUpdated"
 TIMED_OUT = "ProgressDeadlineExceeded"
+PAUSED = "DeploymentPaused"
+RESUMED = "DeploymentResumed"
+REPLICA_FAILURE = "ReplicaFailure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,7 @@ class RolloutInput:
     created: bool
     timestamp: str
     timed_out: bool  # no progress for progressDeadlineSeconds, judged by the caller's scaled clock
+    paused: bool = False
 
 
 def get_condition(status: Obj, type_: str) -> Obj | None:
@@ -44,10 +48,10 @@ def set_condition(status: Obj, new: Obj) -> None:
     status["conditions"] = [c for c in status.get("conditions") or [] if c["type"] != new["type"]] + [new]
 
 
-def condition(type_: str, ok: bool, reason: str, message: str, now: str) -> Obj:
+def condition(type_: str, ok: bool | None, reason: str, message: str, now: str) -> Obj:
     return {
         "type": type_,
-        "status": "True" if ok else "False",
+        "status": "Unknown" if ok is None else "True" if ok else "False",
         "lastUpdateTime": now,
         "lastTransitionTime": now,
         "reason": reason,
@@ -149,18 +153,42 @@ def _replace_progressing(status: Obj, current: Obj | None, new: Obj) -> None:
     status["conditions"] = [c for c in status.get("conditions") or [] if c["type"] != PROGRESSING] + [new]
 
 
-def deployment_status(inp: RolloutInput) -> tuple[Obj, bool]:
+def _paused(inp: RolloutInput, status: Obj) -> None:
+    """`checkPausedConditions` (sync.go): Progressing=Unknown while paused, DeploymentResumed after; a
+    reported timeout is not overwritten."""
+    current = _reason(get_condition(status, PROGRESSING))
+    if not has_deadline(inp.deployment) or current == TIMED_OUT:
+        return
+    if inp.paused and current != PAUSED:
+        set_condition(status, condition(PROGRESSING, None, PAUSED, "Deployment is paused", inp.timestamp))
+    elif not inp.paused and current == PAUSED:
+        set_condition(status, condition(PROGRESSING, None, RESUMED, "Deployment is resumed", inp.timestamp))
+
+
+def _replica_failure(status: Obj, failure: Obj | None) -> None:
+    """A ReplicaSet's ReplicaFailure condition, moved onto the Deployment (progress.go,
+    getReplicaFailures)."""
+    if failure is None:
+        status["conditions"] = [c for c in status["conditions"] if c["type"] != REPLICA_FAILURE]
+    else:
+        set_condition(status, failure)
+
+
+def deployment_status(inp: RolloutInput, failure: Obj | None = None) -> tuple[Obj, bool]:
     """The new status and whether progress was recorded now (so the caller restarts its deadline clock)."""
     previous = inp.deployment.get("status") or {}
     status: Obj = counts(inp.deployment, inp.new_rs, inp.all_rs)
     status["conditions"] = clone(previous.get("conditions") or [])
+    _paused(inp, status)
     progressed = False
     if inp.created and has_deadline(inp.deployment):
         message = f'Created new replica set "{inp.new_rs["metadata"]["name"]}"'
         set_condition(status, condition(PROGRESSING, True, NEW_RS_CREATED, message, inp.timestamp))
         progressed = True
     _available(inp.deployment, status, inp.timestamp)
-    progressed = _progressing(inp, status) or progressed
+    if not inp.paused:
+        progressed = _progressing(inp, status) or progressed
+        _replica_failure(status, failure)
     if previous.get("collisionCount"):
         status["collisionCount"] = previous["collisionCount"]
     return compact(status), progressed

@@ -2,7 +2,7 @@
 sandbox."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
@@ -10,14 +10,15 @@ from typing import Literal
 import yaml
 from aiohttp import web
 
+from kepler_kubefake.behaviours import Behaviour, PodBehaviour
 from kepler_kubefake.clock import Clock
 from kepler_kubefake.controller import Controller
 from kepler_kubefake.faults import Fault, Faults
 from kepler_kubefake.http import Frontend, RecordedRequest
 from kepler_kubefake.kinds import DEFAULT_KINDS, Obj, Registry, ResourceKind, clone
-from kepler_kubefake.kubelet import PodBehaviour
 from kepler_kubefake.namespaces import NamespaceLifecycle
 from kepler_kubefake.resources import Api, Target, WriteOptions
+from kepler_kubefake.scheduler import DEFAULT_ALLOCATABLE
 from kepler_kubefake.schemas import warm
 from kepler_kubefake.state import StateFile
 from kepler_kubefake.store import Change, Store
@@ -25,16 +26,22 @@ from kepler_kubefake.watch import WatchSettings
 
 GoneMode = Literal["event", "http"]
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+CONTAINER_START = 2.0  # Kubernetes seconds from a pod's binding to its containers running (pull + start)
+QUOTA_EXCEEDED = (
+    "exceeded quota: compute-resources, requested: limits.cpu=500m, used: limits.cpu=4, limited: limits.cpu=4"
+)
 
 
 class KubeFake:
     """A stateful Kubernetes API server on a loopback port that the unmodified kubernetes-asyncio client talks
     to.
 
-    Time: `ready_delay` is real seconds before a pod turns Ready; `time_scale` is real seconds per Kubernetes
-    second for durations declared in objects (progressDeadlineSeconds, minReadySeconds), the crash-loop
-    period, and the server's own: the watch window, the wait on a too-new resourceVersion, namespace
-    deletion.
+    Time: `time_scale` is real seconds per Kubernetes second, for every duration the fake simulates
+    (progressDeadlineSeconds, minReadySeconds, probes, CrashLoopBackOff, grace periods, garbage collection).
+    `ready_delay` is the real seconds a container takes to start (image pull, create, start); by default
+    `CONTAINER_START` (2) Kubernetes seconds. A container without a readinessProbe is Ready once started.
+    `crash_period` is how many Kubernetes seconds a `crashloop` container runs before it exits (default 0:
+    it fails at startup). `node_allocatable` is what the one node offers the scheduler (None: unlimited).
 
     Real-cluster defaults, each an option: watch history per kind is `history_size` events and at most
     `watch_window` Kubernetes seconds old (None: no age limit); an expired resourceVersion is answered as an
@@ -50,8 +57,9 @@ class KubeFake:
         self,
         *,
         time_scale: float = 1.0,
-        ready_delay: float = 0.0,
-        crash_period: float = 10.0,
+        ready_delay: float | None = None,
+        crash_period: float = 0.0,
+        node_allocatable: Mapping[str, str] | None = DEFAULT_ALLOCATABLE,
         token: str | None = None,
         anonymous: bool = False,
         history_size: int = 10_000,
@@ -72,7 +80,8 @@ class KubeFake:
         self.api = Api(self.registry, self.store, self.clock)
         self.namespaces = NamespaceLifecycle(self.api, self.clock, namespace_delete_delay)
         self.faults = Faults()
-        self.controller = Controller(self.api, self.clock, ready_delay, crash_period)
+        start = self.clock.real_seconds(CONTAINER_START) if ready_delay is None else ready_delay
+        self.controller = Controller(self.api, self.clock, start, crash_period, node_allocatable)
         settings = WatchSettings(
             bookmark_interval,
             gone_as_event=gone_mode == "event",
@@ -91,8 +100,9 @@ class KubeFake:
         host: str = "127.0.0.1",
         port: int = 0,
         time_scale: float = 1.0,
-        ready_delay: float = 0.0,
-        crash_period: float = 10.0,
+        ready_delay: float | None = None,
+        crash_period: float = 0.0,
+        node_allocatable: Mapping[str, str] | None = DEFAULT_ALLOCATABLE,
         token: str | None = None,
         anonymous: bool = False,
         history_size: int = 10_000,
@@ -110,6 +120,7 @@ class KubeFake:
             time_scale=time_scale,
             ready_delay=ready_delay,
             crash_period=crash_period,
+            node_allocatable=node_allocatable,
             token=token,
             anonymous=anonymous,
             history_size=history_size,
@@ -216,10 +227,23 @@ class KubeFake:
         self.namespaces.release(name)
 
     def set_pod_behaviour(
-        self, namespace: str, deployment: str, behaviour: PodBehaviour | str | None
+        self, namespace: str, deployment: str, behaviour: Behaviour | PodBehaviour | str | None
     ) -> None:
-        """Override the image-name convention for one Deployment's pods (None restores it)."""
-        self.controller.set_behaviour(namespace, deployment, PodBehaviour(behaviour) if behaviour else None)
+        """Override the image-name convention for one Deployment's pods (None restores it):
+        `PodBehaviour.CRASHLOOP`, `"crashafter:5"` (runs 5 s, exits 1), `"crashafter:5:exit=2"`,
+        `Behaviour.crash_after(5)`, `"ignoresigterm"`…"""
+        self.controller.set_behaviour(
+            namespace, deployment, Behaviour.parse(behaviour) if behaviour else None
+        )
+
+    def fail_replica_creation(self, namespace: str, deployment: str, message: str = QUOTA_EXCEEDED) -> None:
+        """Refuse the pods of this Deployment's ReplicaSets as an admission plugin would (`pods "…-" is
+        forbidden: <message>`): ReplicaFailure=True/FailedCreate on the ReplicaSet and the Deployment."""
+        self.controller.fail_creation(namespace, deployment, message)
+
+    def allow_replica_creation(self, namespace: str, deployment: str) -> None:
+        """Undo `fail_replica_creation` (the quota was raised): the ReplicaSet creates its pods."""
+        self.controller.fail_creation(namespace, deployment, None)
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Wait until `predicate()` holds, re-checking on every change; TimeoutError otherwise."""

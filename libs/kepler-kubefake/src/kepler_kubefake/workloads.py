@@ -72,18 +72,32 @@ def resolve_int_or_percent(value: object, total: int, round_up: bool) -> int:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
-def max_unavailable(deployment: Obj) -> int:
+def fenceposts(deployment: Obj) -> tuple[int, int]:
+    """`ResolveFenceposts` (pkg/controller/deployment/util): (maxSurge, maxUnavailable), surge rounded up
+    and unavailable down; both 0 would stall, so unavailable becomes 1."""
     spec = spec_of(deployment)
     desired = int(spec.get("replicas", 1))
-    strategy = spec.get("strategy") or {}
-    if strategy.get("type") == "Recreate" or desired == 0:
-        return 0
-    rolling = strategy.get("rollingUpdate") or {}
+    rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
     surge = resolve_int_or_percent(rolling.get("maxSurge", "25%"), desired, round_up=True)
     unavailable = resolve_int_or_percent(rolling.get("maxUnavailable", "25%"), desired, round_up=False)
     if surge == 0 and unavailable == 0:
         unavailable = 1
-    return min(unavailable, desired)
+    return surge, unavailable
+
+
+def is_recreate(deployment: Obj) -> bool:
+    return (spec_of(deployment).get("strategy") or {}).get("type") == "Recreate"
+
+
+def max_unavailable(deployment: Obj) -> int:
+    desired = int(spec_of(deployment).get("replicas", 1))
+    if is_recreate(deployment) or desired == 0:
+        return 0
+    return min(fenceposts(deployment)[1], desired)
+
+
+def max_surge(deployment: Obj) -> int:
+    return 0 if is_recreate(deployment) else fenceposts(deployment)[0]
 
 
 def new_replicaset(deployment: Obj, template_hash: str, rev: int) -> Obj:
@@ -132,6 +146,30 @@ def new_pod(replicaset: Obj) -> Obj:
         "metadata": meta,
         "spec": clone(template.get("spec") or {}),
     }
+
+
+def replica_failure(rss: list[Obj]) -> Obj | None:
+    """The first ReplicaSet ReplicaFailure=True condition, as a Deployment condition
+    (pkg/controller/deployment/util, ReplicaSetToDeploymentCondition)."""
+    for rs in rss:
+        for c in (rs.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+                since = c.get("lastTransitionTime")
+                return {**c, "lastUpdateTime": since, "lastTransitionTime": since}
+    return None
+
+
+def terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def active(pod: Obj) -> bool:
+    """`FilterActivePods` (pkg/controller/controller_utils.go): not finished and not being deleted."""
+    return not terminal(pod) and not pod["metadata"].get("deletionTimestamp")
+
+
+def replicas(rs: Obj) -> int:
+    return int(spec_of(rs).get("replicas", 0))
 
 
 def pod_ready(pod: Obj) -> bool:
