@@ -633,6 +633,14 @@ async def test_live_status_follows_the_cluster(
         await clusters.close()
 
 
+def legacy_namespace(fake: KubeFake) -> None:
+    """The namespace legacy Deployments run in, with the Secret their env refers to: without it a real
+    kubelet (and the fake) keeps the pods in CreateContainerConfigError, and a deployment rightly fails."""
+    fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "team-a"}}
+    fake.create({**secret, "stringData": {"k": "v"}})
+
+
 def legacy_deployment(name: str, image: str = "registry.example.com/legacy:7") -> dict[str, Any]:
     labels = {"app": name}
     container = {
@@ -705,11 +713,7 @@ class TestImportAndDelete:
         assert (
             await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
         ).status_code == 201
-        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
-        # The Secret the legacy Deployment's env refers to: without it a real kubelet (and the fake) keeps
-        # the pod in CreateContainerConfigError and the deployment rightly fails.
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "team-a"}}
-        fake.create({**secret, "stringData": {"k": "v"}})
+        legacy_namespace(fake)
         fake.create(legacy_deployment("legacy"))
         fake.create(legacy_deployment("9lives"))
         result = (await client.post("/api/v1/namespaces/team-a/imports", json={})).json()
@@ -751,7 +755,7 @@ class TestImportAndDelete:
         assert (
             await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
         ).status_code == 201
-        fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+        legacy_namespace(fake)
         shop = legacy_deployment("shop")
         shop_container = shop["spec"]["template"]["spec"]["containers"][0]
         shop_container["name"] = "web"
