@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kepler_app_service.context import CLIENTS_KEY
 from kepler_db import Cluster
 from kepler_kubefake import Forbid, KubeFake, Reject, WatchGone
 
@@ -165,4 +166,87 @@ class TestRefusedByTheCluster:
                 "reason": "FieldValueInvalid",
                 "message": MIRROR,
             }
+        ]
+
+
+async def deployments(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = (await client.get(f"{BASE}/deployments")).json()["items"]
+    return items
+
+
+@pytest.mark.usefixtures("web")
+class TestPodsThatOnlyLookHealthy:
+    async def test_an_image_that_exits_after_a_few_seconds_is_rolled_back(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """A container without a readinessProbe is Ready while it runs (pkg/kubelet/prober/prober_manager.go):
+        an image that exits after a while completes its rollout, and `kubectl rollout status` says success.
+        Kepler waits out the stabilisation window and sees the restart: the release is rolled back."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        # 300 s of the fake's time is 0.6 s: after the rollout completed (its pods start in 0.05 s), within
+        # a window of 2 s.
+        worker = deployer.clients[CLIENTS_KEY]
+        worker.settings = worker.settings.model_copy(update={"rollout_stable_seconds": 2.0})
+        crashing = await deploy(client, {"image": "registry.example.com/team/web-crashafter300:2"})
+        await deployer.run()
+        failed = await state(client, crashing)
+        assert failed["status"] == "rolled_back", failed
+        assert failed["reason"] in ("Unstable", "CrashLoop")
+        rollback = (await deployments(client))[0]
+        assert (rollback["release"], rollback["automatic"], rollback["status"]) == (1, True, "succeeded")
+        assert image(fake) == "registry.example.com/team/web:1"
+
+    async def test_a_release_that_stays_up_succeeds_after_the_window(
+        self, client: httpx.AsyncClient, deployer: Any
+    ) -> None:
+        """The `stabilising` event tells a follower why the deployment is not done yet."""
+        created = await deploy(client, GOOD)
+        await deployer.run()
+        assert (await state(client, created))["status"] == "succeeded"
+        kinds = [e["event"] for e in await stream_kinds(client, created)]
+        assert kinds.index("stabilising") < len(kinds) - 1
+        assert kinds[-1] == "status"
+
+
+@pytest.mark.usefixtures("web")
+class TestReplicaFailure:
+    async def test_a_rollback_is_not_failed_by_the_failed_releases_condition(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Pods refused at creation (a quota) set ReplicaFailure=True/FailedCreate on the new ReplicaSet, and
+        the Deployment copies it from any of its ReplicaSets (pkg/controller/deployment/progress.go): after
+        the automatic rollback the condition still names the failed release's ReplicaSet, which must not
+        fail the rollback."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        fake.fail_replica_creation(
+            "team-a", "web", message="exceeded quota: team-a, requested: pods=1, used: pods=2"
+        )
+        refused = await deploy(client, {"image": "registry.example.com/team/web:2"})
+        await deployer.run()
+        failed = await state(client, refused)
+        assert (failed["status"], failed["reason"]) == ("rolled_back", "FailedCreate")
+        assert "exceeded quota" in failed["message"]
+        rollback = (await deployments(client))[0]
+        assert (rollback["release"], rollback["automatic"], rollback["status"]) == (1, True, "succeeded")
+
+    async def test_a_failed_automatic_rollback_is_not_rolled_back_in_turn(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """Rolling back a failed rollback would walk back through the app's history (and, when each release
+        fails for a reason of the cluster's, alternate between two of them for ever)."""
+        for n in (1, 2):
+            await deploy(client, {"image": f"registry.example.com/team/web:{n}"})
+            await deployer.run()
+        fake.inject(Forbid(verb="patch", resource="deployments", namespace="team-a"))
+        refused = await deploy(client, {"image": "registry.example.com/team/web:3"})
+        await deployer.run()
+        assert (await state(client, refused))["status"] == "rolled_back"
+        history = await deployments(client)
+        assert [(d["release"], d["automatic"], d["status"]) for d in history] == [
+            (2, True, "failed"),
+            (3, False, "rolled_back"),
+            (2, False, "succeeded"),
+            (1, False, "succeeded"),
         ]

@@ -22,6 +22,8 @@ CRASH_REASONS = frozenset(
     }
 )
 UNSCHEDULABLE = "Unschedulable"
+REVISION = "deployment.kubernetes.io/revision"
+FAILED_CREATE = "FailedCreate"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +36,7 @@ class Rollout:
     updated: int
     ready: int
     available: int
+    revision: str | None = None  # the Deployment's `deployment.kubernetes.io/revision`: its new ReplicaSet's
 
     @property
     def counts(self) -> dict[str, int]:
@@ -76,8 +79,11 @@ def rollout_status(deployment: Obj, stale_timeout: Obj | None = None) -> Rollout
     updated, ready = int(status.get("updatedReplicas", 0)), int(status.get("readyReplicas", 0))
     available, total = int(status.get("availableReplicas", 0)), int(status.get("replicas", 0))
 
+    revision = ((deployment.get("metadata") or {}).get("annotations") or {}).get(REVISION)
+
     def result(done: bool, failed: bool, message: str, reason: str | None = None) -> Rollout:
         return Rollout(
+            revision=revision,
             done=done,
             failed=failed,
             reason=reason,
@@ -150,6 +156,16 @@ class PodState:
             node=(pod.get("spec") or {}).get("nodeName"),
             release=(metadata.get("annotations") or {}).get("kepler.dev/release"),
         )
+
+
+def replica_failure(replica_set: Obj, revision: str | None) -> bool:
+    """Whether this ReplicaSet is the Deployment's new one (same revision) and cannot create its pods. The
+    Deployment's own ReplicaFailure may be an older ReplicaSet's, copied over until the ReplicaSet
+    controller clears it (pkg/controller/deployment/progress.go, `getReplicaFailures`): after a rollback,
+    that is the failed release's condition, not the rollback's."""
+    annotations = (replica_set.get("metadata") or {}).get("annotations") or {}
+    failure = _condition(replica_set.get("status") or {}, "ReplicaFailure")
+    return annotations.get(REVISION) == revision and failure is not None and failure.get("status") == "True"
 
 
 def _unscheduled(status: Obj) -> str | None:

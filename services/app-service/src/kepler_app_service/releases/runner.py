@@ -8,7 +8,7 @@ that lost its claim stops; a deployment whose heartbeat goes quiet is picked up 
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_app_service.releases import events, manifests, repository, service
 from kepler_app_service.releases.lifecycle import Audit, move
 from kepler_app_service.releases.rollout import (
+    FAILED_CREATE,
     PodState,
     Rollout,
     crash_looping,
     ended,
+    replica_failure,
     rollout_status,
     timed_out,
     unsteady,
@@ -229,7 +231,13 @@ class Runner:
         while time.monotonic() < target.deadline:
             if rollout.done:
                 return await self._stabilise(target, progress, rollout, version)
-            if rollout.failed:
+            if (
+                rollout.failed
+                and rollout.reason == FAILED_CREATE
+                and not await self._failing_new(target, rollout)
+            ):
+                rollout = replace(rollout, failed=False, message="an older ReplicaSet cannot create pods")
+            elif rollout.failed:
                 await self._pods(target, progress)  # followers see the pods as they were at the end
                 return rollout
             if not first:  # pods are looked at after each watch window, not before the first
@@ -309,6 +317,15 @@ class Runner:
             if not await self._still_ours(target, progress, rollout, version):
                 return None
             await asyncio.sleep(min(left, max(window / STABLE_CHECKS, 0.05), 1.0))
+
+    async def _failing_new(self, target: Target, rollout: Rollout) -> bool:
+        """Whether the ReplicaFailure the Deployment reports is its new ReplicaSet's (see
+        `rollout.replica_failure`); when the cluster does not tell, the next look will."""
+        try:
+            listed = await target.kube.list("ReplicaSet", target.namespace, target.selector)
+        except (ClusterUnavailable, KubeError):
+            return False
+        return any(replica_failure(rs, rollout.revision) for rs in listed["items"])
 
     async def _pods(
         self, target: Target, progress: Progress, throttled: bool = False
