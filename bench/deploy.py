@@ -1,7 +1,7 @@
 """Platform overhead of deploying, and the cost of listing and watching many apps (issue #4's figures).
 
-Runs the real app-service (uvicorn) and its worker (arq) as processes against a Kubernetes contract fake that
-answers at once (pods ready immediately), on Postgres and Redis from KEPLER_DATABASE_URL / KEPLER_REDIS_URL
+Runs the real app-service (uvicorn) and its worker (arq) as processes against the Kubernetes contract fake with
+its real-cluster defaults (containers take 2 s to start, rolling updates go in waves), on Postgres and Redis from KEPLER_DATABASE_URL / KEPLER_REDIS_URL
 or embedded ones. Callers are authenticated as the gateway would authenticate them.
 
 - deploy: 200 deploys over 50 apps, each app deploying 4 times in a row, one deploy in flight
@@ -72,7 +72,7 @@ def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 
 def start_fake() -> tuple[subprocess.Popen[str], str]:
-    argv = [sys.executable, "-m", "kepler_kubefake", "--port", "0", "--ready-delay", "0"]
+    argv = [sys.executable, "-m", "kepler_kubefake", "--port", "0"]  # the real-cluster defaults
     fake = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert fake.stdout is not None
     return fake, fake.stdout.readline().strip()

@@ -101,7 +101,7 @@ def sandbox_cluster(port: int, state_file: Path) -> ProcessSpec:
     kept in `state_file` (under the data dir), so a restart does not empty the cluster Kepler deployed to."""
     argv = (
         sys.executable, "-m", "kepler_kubefake", "--host", HOST, "--port", str(port),
-        "--ready-delay", "2", "--state-file", str(state_file),
+        "--state-file", str(state_file),
     )  # fmt: skip
     return ProcessSpec("kubefake", argv)
 

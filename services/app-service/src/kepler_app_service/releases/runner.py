@@ -47,7 +47,7 @@ log = get_logger(__name__)
 SYSTEM = Principal(user_id=None, name="kepler")
 HEARTBEAT_SECONDS = 4.0  # well below AppServiceSettings.deploy_stale_seconds
 REPLICA_EVENTS_EVERY = 0.25
-STABLE_CHECKS = 10  # looks at the pods during the stabilisation window, at least one a second
+STABLE_CHECK_SECONDS = 4.0  # between looks at the pods in the stabilisation window; heartbeats go with them
 
 
 _FOLLOWING = (models.DeploymentStatus.applying, models.DeploymentStatus.progressing)
@@ -226,7 +226,7 @@ class Runner:
             await move(session, deployment, models.DeploymentStatus.progressing)
         progress = Progress(stale_timeout=timed_out(applied))
         rollout = rollout_status(applied, progress.stale_timeout)
-        await self._pods(target, progress)  # the restarts pods had before
+        progress.restarts_before = await self._restarts(target)
         first = True
         while time.monotonic() < target.deadline:
             if rollout.done:
@@ -300,23 +300,42 @@ class Runner:
     ) -> Rollout | None:
         """The rollout completed: its new pods must now stay up, without a restart, for the stabilisation
         window before the deployment succeeds; a pod that restarts or cannot run fails it. None once
-        another deployment superseded this one."""
+        another deployment superseded this one.
+
+        The pods are looked at every STABLE_CHECK_SECONDS and at the end, not at the start (the rollout
+        just counted them available): restartCount only grows, so the last look sees any restart of the
+        window, and the earlier ones fail a crashing release sooner."""
         window = self.settings.rollout_stable_seconds
-        await self._record(target, "stabilising", {"seconds": window})
+        if not await self._still_ours(target, progress, rollout, version, stabilising=window):
+            return None
         until = time.monotonic() + window
-        while True:
-            pods = await self._pods(target, progress)
-            bad = unsteady(pods or [], target.release, progress.restarts_before or {})
+        while (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, STABLE_CHECK_SECONDS))
+            bad = await self._unsteady_pod(target, progress)
             if bad is not None:
                 why = bad.waiting_reason or "a restart"
                 message = f"pod {bad.name} failed after the rollout: {why} ({bad.restarts} restarts)"
                 return ended("Unstable", message, rollout.counts)
-            left = until - time.monotonic()
-            if left <= 0:
-                return rollout
             if not await self._still_ours(target, progress, rollout, version):
                 return None
-            await asyncio.sleep(min(left, max(window / STABLE_CHECKS, 0.05), 1.0))
+        return rollout
+
+    async def _unsteady_pod(self, target: Target, progress: Progress) -> PodState | None:
+        pods = await self._pods(target, progress)
+        if pods is None:
+            return None  # the cluster does not answer: the next look will tell
+        if progress.restarts_before is None:  # unknown before the rollout: from now on
+            progress.restarts_before = {pod.name: pod.restarts for pod in pods}
+        return unsteady(pods, target.release, progress.restarts_before)
+
+    async def _restarts(self, target: Target) -> dict[str, int] | None:
+        """Each pod's restarts before the rollout changes anything (a pod that runs unchanged since last
+        month keeps last month's restarts); None when the cluster does not answer."""
+        try:
+            listed = await target.kube.list("Pod", target.namespace, target.selector)
+        except (ClusterUnavailable, KubeError):
+            return None
+        return {pod.name: pod.restarts for pod in map(PodState.of, listed["items"])}
 
     async def _failing_new(self, target: Target, rollout: Rollout) -> bool:
         """Whether the ReplicaFailure the Deployment reports is its new ReplicaSet's (see
@@ -341,8 +360,6 @@ class Runner:
         except (ClusterUnavailable, KubeError):
             return None
         pods = sorted((PodState.of(p) for p in listed["items"]), key=lambda p: p.name)
-        if progress.restarts_before is None:
-            progress.restarts_before = {p.name: p.restarts for p in pods}
         if {p.name: p for p in pods} != progress.pods:
             progress.pods = {p.name: p for p in pods}
             await self._record(target, "pods", {"pods": [_pod(p) for p in pods]})
@@ -359,16 +376,24 @@ class Runner:
         return ended("CrashLoop", message, progress.last_counts)
 
     async def _still_ours(
-        self, target: Target, progress: Progress, rollout: Rollout, version: str, force: bool = False
+        self,
+        target: Target,
+        progress: Progress,
+        rollout: Rollout,
+        version: str,
+        force: bool = False,
+        stabilising: float | None = None,
     ) -> bool:
-        """Records new replica counts and heartbeats; False once another deployment superseded this one.
+        """Records new replica counts and heartbeats (and, with `stabilising`, that the stabilisation window
+        began); False once another deployment superseded this one.
 
         A rollout sends a burst of watch events; followers get at most a few replica updates a second
         (the final counts always arrive with the final status), which spares a transaction per event.
         """
         quiet_for = time.monotonic() - progress.beat
         changed = rollout.counts != progress.last_counts
-        if not force and quiet_for < (REPLICA_EVENTS_EVERY if changed else HEARTBEAT_SECONDS):
+        due = REPLICA_EVENTS_EVERY if changed else HEARTBEAT_SECONDS
+        if not force and stabilising is None and quiet_for < due:
             return True
         async with session_scope(self.ctx) as session:
             deployment = await session.get(models.Deployment, target.deployment_id, with_for_update=True)
@@ -378,6 +403,8 @@ class Runner:
             if rollout.counts != progress.last_counts:
                 deployment.replicas = rollout.counts
                 events.record(session, deployment, "replicas", {**rollout.counts, "message": rollout.message})
+            if stabilising is not None:
+                events.record(session, deployment, "stabilising", {"seconds": stabilising})
         progress.last_counts, progress.beat = rollout.counts, time.monotonic()
         return True
 
