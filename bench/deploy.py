@@ -2,7 +2,8 @@
 
 Runs the real app-service (uvicorn) and its worker (arq) as processes against the Kubernetes contract fake
 with its real-cluster defaults (containers take 2 s to start, rolling updates go in waves), on Postgres and
-Redis from KEPLER_DATABASE_URL / KEPLER_REDIS_URL or embedded ones. Callers are authenticated as the gateway would authenticate them.
+Redis from KEPLER_DATABASE_URL / KEPLER_REDIS_URL or embedded ones. Callers are authenticated as the gateway
+would authenticate them.
 
 - deploy: 200 deploys over 50 apps, each app deploying 4 times in a row, one deploy in flight
   (BENCH_IN_FLIGHT=n for more: on 2 cores shared by the API, the worker, the fake's simulated
