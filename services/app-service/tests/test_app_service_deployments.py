@@ -4,7 +4,6 @@ import asyncio
 import base64
 import json
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -696,19 +695,10 @@ def test_import_names_unnamed_ports_after_the_service_port_in_front_else_by_numb
     ]
 
 
-@pytest.fixture
-async def instant_fake() -> AsyncIterator[KubeFake]:
-    """Pods ready at once. (With a ready delay, a pod of an adopted Deployment's new template can stay in
-    ContainerCreating in the fake: a timer issue of the fake, not of Kepler; see the closing note.)"""
-    async with KubeFake.start(ready_delay=0.0, time_scale=0.002) as server:
-        yield server
-
-
 class TestImportAndDelete:
     async def test_adopts_existing_deployments_then_deploys_them(
-        self, client: httpx.AsyncClient, session: AsyncSession, instant_fake: KubeFake, deployer: Any
+        self, client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake, deployer: Any
     ) -> None:
-        fake = instant_fake
         await cluster_at(session, fake.url)
         assert (
             await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
@@ -744,13 +734,12 @@ class TestImportAndDelete:
         assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/legacy:8"
 
     async def test_adopted_container_and_ports_are_updated_never_duplicated(
-        self, client: httpx.AsyncClient, session: AsyncSession, instant_fake: KubeFake, deployer: Any
+        self, client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake, deployer: Any
     ) -> None:
         """Server-side apply merges containers by name, container ports by containerPort+protocol and Service
         ports by port+protocol (contracts.md §5): the first deploy used to name the container after the app,
         which added a second container beside the adopted `web`, and put the Service on the container's port
         beside the adopted port 80. An unnamed container port takes the name of the Service port in front."""
-        fake = instant_fake
         await cluster_at(session, fake.url)
         assert (
             await client.post("/api/v1/namespaces", json={"name": "team-a", "cluster": "test"})
