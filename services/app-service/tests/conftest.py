@@ -11,7 +11,7 @@ from kepler_app_service.clusters.clients import cluster_registry
 from kepler_app_service.context import AppWorker, clients_of
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import FUNCTIONS, sweeps
-from kepler_db import User
+from kepler_db import Cluster, User
 from kepler_kit.testing.identities import Minter, make_user
 from kepler_kit.testing.services import run_burst_worker, service_client
 from kepler_kube.registry import ClusterRegistry
@@ -90,6 +90,17 @@ async def fake() -> AsyncIterator[KubeFake]:
     start (not the default 2 s, which would be 4 ms here: slow enough for a follower to see pods start)."""
     async with KubeFake.start(ready_delay=0.05, time_scale=0.002, bookmark_interval=0.05) as server:
         yield server
+
+
+@pytest.fixture
+async def web(client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake) -> None:
+    """App `web` in namespace `team-a`, on the `fake` cluster (named `test`)."""
+    session.add(Cluster(name="test", api_url=fake.url))
+    await session.flush()
+    namespace = {"name": "team-a", "cluster": "test"}
+    assert (await client.post("/api/v1/namespaces", json=namespace)).status_code == 201
+    app = {"name": "web", "git_url": "https://g.example/web.git", "ports": [{"name": "http", "port": 8080}]}
+    assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
 
 
 @pytest.fixture

@@ -7,25 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.context import CLIENTS_KEY
-from kepler_db import Cluster
 from kepler_kubefake import Forbid, KubeFake, Reject, WatchGone
 
 BASE = "/api/v1/namespaces/team-a/apps/web"
 GOOD: dict[str, Any] = {"image": "registry.example.com/team/web:1", "replicas": 2}
 MIRROR = 'Invalid value: "registry.example.com/team/web:1": images must come from the mirror'
-
-
-@pytest.fixture
-async def web(client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake) -> None:
-    session.add(Cluster(name="test", api_url=fake.url))
-    await session.flush()
-    namespace = {"name": "team-a", "cluster": "test"}
-    assert (await client.post("/api/v1/namespaces", json=namespace)).status_code == 201
-    app = {"name": "web", "git_url": "https://g.example/web.git", "ports": [{"name": "http", "port": 8080}]}
-    assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
 
 
 async def deploy(client: httpx.AsyncClient, body: dict[str, Any]) -> str:

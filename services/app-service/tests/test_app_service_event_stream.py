@@ -13,23 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_app_service.app import create_app
 from kepler_app_service.releases import events
 from kepler_app_service.releases.stream import DeploymentStreamEvent
-from kepler_db import Cluster, DeploymentEvent
-from kepler_kubefake import KubeFake
+from kepler_db import DeploymentEvent
 
 BASE = "/api/v1/namespaces/team-a/apps/web"
 IMAGE = "registry.example.com/team/web"
 FOLLOW = "/api/v1/namespaces/{namespace}/apps/{app}/deployments/{deployment_id}/events"
 EVENTS = TypeAdapter[Any](DeploymentStreamEvent)
-
-
-@pytest.fixture
-async def web(client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake) -> None:
-    session.add(Cluster(name="test", api_url=fake.url))
-    await session.flush()
-    namespace = {"name": "team-a", "cluster": "test"}
-    assert (await client.post("/api/v1/namespaces", json=namespace)).status_code == 201
-    app = {"name": "web", "git_url": "https://g.example/web.git", "ports": [{"name": "http", "port": 8080}]}
-    assert (await client.post("/api/v1/namespaces/team-a/apps", json=app)).status_code == 201
 
 
 def frames(stream: str) -> list[dict[str, Any]]:
