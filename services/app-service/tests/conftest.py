@@ -19,6 +19,12 @@ from kepler_kubefake import KubeFake
 
 
 @pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    """Every app-service test's settings: a stabilisation window of 0.2 s, not 10 s, after each rollout."""
+    return {**settings_overrides, "rollout_stable_seconds": 0.2}
+
+
+@pytest.fixture
 async def admin(session: AsyncSession) -> User:
     return await make_user(session, "admin@example.com", is_admin=True)
 
@@ -105,9 +111,7 @@ async def web(client: httpx.AsyncClient, session: AsyncSession, fake: KubeFake) 
 
 @pytest.fixture
 def settings(settings_overrides: dict[str, Any]) -> AppServiceSettings:
-    return AppServiceSettings(
-        **settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2, rollout_stable_seconds=0.2
-    )
+    return AppServiceSettings(**settings_overrides, watch_timeout_seconds=1, crash_loop_restarts=2)
 
 
 @pytest.fixture

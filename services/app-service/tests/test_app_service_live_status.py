@@ -17,7 +17,7 @@ from kepler_db import Cluster
 from kepler_kit.leases import APPLICATION_NAME, Leases, holder
 from kepler_kit.metrics import REGISTRY
 from kepler_kube.registry import ClusterRegistry
-from kepler_kubefake import KubeFake
+from kepler_kubefake import Forbid, KubeFake
 
 APPS = "/api/v1/namespaces/team-a/apps"
 NOT_A_CERTIFICATE = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
@@ -116,6 +116,28 @@ class TestLiveStatus:
             broken = registry.health["broken"]
             assert not broken.ok
             assert "ca_data" in broken.detail
+        finally:
+            await live.stop()
+
+    async def test_an_rbac_denial_is_reported_and_backed_off(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        registry: ClusterRegistry,
+        fake: KubeFake,
+    ) -> None:
+        """Kepler may not list Deployments across the cluster (RBAC, 403): the cluster's health says the
+        API server's reason, and the watch backs off (doubling) instead of retrying at once, or reading the
+        Status as an empty list."""
+        fake.inject(Forbid(verb="list", resource="deployments"))
+        live = LiveStatus(sessionmaker, registry, retry=Backoff(first=0.2, cap=5.0))
+        try:
+            await live.rescan()
+            await asyncio.sleep(1.0)  # tries at 0, 0.2, 0.6 s (then 1.4 s): three or four LISTs
+            lists = [r for r in fake.requests if r.verb == "list" and r.path.endswith("/deployments")]
+            assert 1 <= len(lists) <= 4, len(lists)
+            health = registry.health["test"]
+            assert not health.ok
+            assert 'cannot list resource "deployments"' in health.detail
         finally:
             await live.stop()
 
