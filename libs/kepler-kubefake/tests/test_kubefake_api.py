@@ -248,6 +248,27 @@ class TestServerSideApply:
         assert created.metadata.managed_fields[0].manager == "kepler"
         assert created.metadata.managed_fields[0].operation == "Apply"
 
+    async def test_ports_are_keyed_by_number_and_protocol(
+        self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
+    ) -> None:
+        """ContainerPort's `x-kubernetes-list-map-keys` are containerPort and protocol (the OpenAPI schema,
+        k8s.io/api core/v1 types.go): 53/UDP and 53/TCP are two items, and a re-apply keeps both; protocol
+        is defaulted (TCP) before the merge, so an item may leave it out."""
+        body = make_deployment()
+        container = body["spec"]["template"]["spec"]["containers"][0]
+        container["ports"] = [
+            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "containerPort": 53},
+        ]
+        await apply(body)
+        await apply(body)
+        stored = fake.get("Deployment", "web", namespace) or {}
+        ports = stored["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert sorted((p["containerPort"], p["protocol"], p["name"]) for p in ports) == [
+            (53, "TCP", "dns-tcp"),
+            (53, "UDP", "dns"),
+        ]
+
     async def test_reapplying_the_same_object_is_a_no_op(
         self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
     ) -> None:

@@ -45,19 +45,28 @@ MERGE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def merge_key(field_name: str | None, items: list[Any]) -> tuple[str, ...] | None:
-    """The key making a list associative, or None for an atomic list."""
+# Key fields the API server defaults before merging, so an item may leave them out (`protocol: TCP`).
+KEY_DEFAULTS: dict[str, Any] = {"protocol": "TCP"}
+
+
+def merge_key(field_name: str | None, items: list[Any], strategic: bool = False) -> tuple[str, ...] | None:
+    """The key making a list associative, or None for an atomic list. For server-side apply, ports are
+    keyed by number *and* protocol (`x-kubernetes-list-map-keys` of ContainerPort and ServicePort), so 53/UDP
+    and 53/TCP are two items; a strategic merge patch (`strategic`) keys them by number alone
+    (`patchMergeKey`, the long-standing kubernetes#39188)."""
     if field_name == "ports" and items and isinstance(items[0], dict):
-        key: tuple[str, ...] | None = ("containerPort",) if "containerPort" in items[0] else ("port",)
+        number = "containerPort" if "containerPort" in items[0] else "port"
+        key: tuple[str, ...] | None = (number,) if strategic else (number, "protocol")
     else:
         key = MERGE_KEYS.get(field_name or "")
-    if key and all(isinstance(i, dict) and all(k in i for k in key) for i in items):
+    if key and all(isinstance(i, dict) and all(k in i or k in KEY_DEFAULTS for k in key) for i in items):
         return key
     return None
 
 
 def item_key(item: Obj, key: tuple[str, ...]) -> str:
-    return "k:" + json.dumps({k: item[k] for k in key}, separators=(",", ":"), sort_keys=True)
+    values = {k: item.get(k, KEY_DEFAULTS.get(k)) for k in key}
+    return "k:" + json.dumps(values, separators=(",", ":"), sort_keys=True)
 
 
 def _flatten_into(value: Any, prefix: Path, field_name: str | None, out: FlatObject) -> None:

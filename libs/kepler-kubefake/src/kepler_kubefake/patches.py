@@ -32,7 +32,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _merge_list(field_name: str, target: list[Any], patch: list[Any]) -> list[Any]:
-    key = merge_key(field_name, target + patch)
+    key = merge_key(field_name, target + patch, strategic=True)
     if key is None:
         return clone(patch)
     merged = {item_key(i, key): i for i in target}

@@ -16,7 +16,7 @@ from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
 from kepler_kubefake.errors import Cause
-from kepler_kubefake.fields import merge_key
+from kepler_kubefake.fields import KEY_DEFAULTS, merge_key
 from kepler_kubefake.kinds import Obj, ResourceKind
 
 QUANTITY_PATTERN = (
@@ -128,7 +128,8 @@ def _smd_path(obj: Any, parts: list[Any]) -> str:
         if isinstance(part, int) and isinstance(node, list):
             key = merge_key(parent_field, node)
             item = node[part]
-            out += "[" + ",".join(f"{k}={json.dumps(item[k])}" for k in key) + "]" if key else f"[{part}]"
+            values = [f"{k}={json.dumps(item.get(k, KEY_DEFAULTS.get(k)))}" for k in key or ()]
+            out += "[" + ",".join(values) + "]" if key else f"[{part}]"
             node = item
         else:
             out += f".{part}"

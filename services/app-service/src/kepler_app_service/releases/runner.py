@@ -50,6 +50,7 @@ REPLICA_EVENTS_EVERY = 0.25
 STABLE_CHECK_SECONDS = 4.0  # between looks at the pods in the stabilisation window; heartbeats go with them
 
 
+NAMESPACE_TERMINATING = "NamespaceTerminating"
 _FOLLOWING = (models.DeploymentStatus.applying, models.DeploymentStatus.progressing)
 
 
@@ -63,7 +64,7 @@ class Rejected(Exception):
     @property
     def reason(self) -> str:
         if isinstance(self.error, KubeForbidden) and self.error.terminating:
-            return "NamespaceTerminating"
+            return NAMESPACE_TERMINATING
         return self.error.reason
 
     @property
@@ -308,15 +309,20 @@ class Runner:
         window = self.settings.rollout_stable_seconds
         if not await self._still_ours(target, progress, rollout, version, stabilising=window):
             return None
-        until = time.monotonic() + window
+        # Heartbeats well within the staleness after which the sweeper takes a deployment for lost.
+        beat = min(STABLE_CHECK_SECONDS, self.settings.deploy_stale_seconds / 3)
+        now = time.monotonic()
+        until, looked = now + window, now
         while (left := until - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, STABLE_CHECK_SECONDS))
-            bad = await self._unsteady_pod(target, progress)
-            if bad is not None:
-                why = bad.waiting_reason or "a restart"
-                message = f"pod {bad.name} failed after the rollout: {why} ({bad.restarts} restarts)"
-                return ended("Unstable", message, rollout.counts)
-            if not await self._still_ours(target, progress, rollout, version):
+            await asyncio.sleep(min(left, beat))
+            if time.monotonic() >= until or time.monotonic() - looked >= STABLE_CHECK_SECONDS:
+                looked = time.monotonic()
+                bad = await self._unsteady_pod(target, progress)
+                if bad is not None:
+                    return ended("Unstable", _unsteady_message(bad), rollout.counts)
+            if time.monotonic() >= until:
+                break
+            if not await self._still_ours(target, progress, rollout, version, force=True):
                 return None
         return rollout
 
@@ -372,8 +378,13 @@ class Runner:
         crash = crash_looping(pods, target.release, self.settings.crash_loop_restarts)
         if crash is None:
             return None
-        message = f"pod {crash.name} is in {crash.waiting_reason} after {crash.restarts} restarts"
-        return ended("CrashLoop", message, progress.last_counts)
+        if crash.waiting_reason == "CrashLoopBackOff":
+            message = f"pod {crash.name} keeps crashing: {crash.restarts} restarts"
+            return ended("CrashLoop", message, progress.last_counts)
+        message = (
+            f"pod {crash.name} cannot run: {crash.waiting_reason}"  # e.g. an image that cannot be pulled
+        )
+        return ended(crash.waiting_reason or "CannotRun", message, progress.last_counts)
 
     async def _still_ours(
         self,
@@ -440,10 +451,10 @@ class Runner:
     ) -> None:
         reason = outcome.reason or "Failed"
         # An automatic rollback that fails is not rolled back in turn: that would walk back through history.
+        # Nor is anything rolled back into a namespace being deleted: the rollback would be refused too.
+        rolls_back = app.auto_rollback and not deployment.automatic and reason != NAMESPACE_TERMINATING
         good = (
-            await repository.last_good_release(session, app.id, deployment.release_id)
-            if app.auto_rollback and not deployment.automatic
-            else None
+            await repository.last_good_release(session, app.id, deployment.release_id) if rolls_back else None
         )
         if good is None:
             await move(session, deployment, models.DeploymentStatus.failed, reason, outcome.message)
@@ -465,6 +476,12 @@ class Runner:
         log.warning(
             "auto_rollback", app=app.name, namespace=target.namespace, to_release=good.number, reason=reason
         )
+
+
+def _unsteady_message(pod: PodState) -> str:
+    if pod.waiting_reason and pod.waiting_reason != "CrashLoopBackOff":
+        return f"pod {pod.name} cannot run after the rollout: {pod.waiting_reason}"
+    return f"pod {pod.name} restarted after the rollout ({pod.restarts} restarts in all)"
 
 
 def _pod(pod: PodState) -> dict[str, Any]:
