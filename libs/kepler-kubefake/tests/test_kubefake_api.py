@@ -269,6 +269,23 @@ class TestServerSideApply:
             (53, "UDP", "dns"),
         ]
 
+    async def test_an_empty_associative_list_keeps_what_others_own(
+        self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
+    ) -> None:
+        """Applying `env: []` owns no item of an associative list (structured-merge-diff): the variable
+        another manager set stays, while one this manager applied before goes."""
+        body = make_deployment()
+        container = body["spec"]["template"]["spec"]["containers"][0]
+        container["env"] = [{"name": "THEIRS", "value": "1"}]
+        await apply(body, manager="kubectl")
+        container["env"] = [{"name": "OURS", "value": "1"}]
+        await apply(body)
+        container["env"] = []
+        await apply(body)
+        stored = fake.get("Deployment", "web", namespace) or {}
+        env = stored["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert env == [{"name": "THEIRS", "value": "1"}]
+
     async def test_reapplying_the_same_object_is_a_no_op(
         self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
     ) -> None:

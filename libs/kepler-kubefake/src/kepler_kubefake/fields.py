@@ -73,6 +73,8 @@ def _flatten_into(value: Any, prefix: Path, field_name: str | None, out: FlatObj
     if isinstance(value, dict) and value:
         for name, child in value.items():
             _flatten_into(child, (*prefix, f"f:{name}"), name, out)
+    elif isinstance(value, list) and not value and (field_name == "ports" or field_name in MERGE_KEYS):
+        return  # an empty associative list owns no item: the items other managers own stay
     elif isinstance(value, list) and value and (key := merge_key(field_name, value)):
         for item in value:
             item_path = (*prefix, item_key(item, key))
