@@ -506,16 +506,31 @@ class TestDayTwo:
         assert (await client.post(f"{BASE}/rollback", json={})).status_code == 409
 
 
-def kube_event(name: str, involved: str, **times: Any) -> dict[str, Any]:
+def kube_event(name: str, involved: str, kind: str = "Pod", **times: Any) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": name, "namespace": "team-a"},
-        "involvedObject": {"kind": "Pod", "name": involved, "namespace": "team-a"},
+        "involvedObject": {"kind": kind, "name": involved, "namespace": "team-a"},
         "reason": name,
         "message": f"{name} happened",
         "type": "Normal",
         **times,
+    }
+
+
+def replica_set_of(app: str, name: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "pod-template-hash": "h"}
+    container = {"name": app, "image": "registry.example.com/web:1"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "team-a", "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
     }
 
 
@@ -526,13 +541,16 @@ class TestKubeEvents:
     ) -> None:
         """Whichever field carries an event's last sighting (core/v1 lastTimestamp, events.k8s.io
         eventTime or series.lastObservedTime), the newest comes first, across pages; other apps'
-        events (`webx`) are not the app's."""
+        events (`webx`, and `web-x`, whose objects' names start like web's) are not the app's."""
         fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
-        fake.create(kube_event("a-oldest", "web-1", lastTimestamp="2026-01-01T10:00:00Z"))
+        for app, replica_set in (("web", "web-7d9f"), ("web-x", "web-x-5c6d")):
+            fake.create(replica_set_of(app, replica_set))
+        fake.create(kube_event("a-oldest", "web-7d9f-abcde", lastTimestamp="2026-01-01T10:00:00Z"))
         fake.create(
             kube_event(
                 "b-newest",
-                "web-2",
+                "web-7d9f",
+                "ReplicaSet",
                 eventTime="2026-01-01T10:00:05.000000Z",
                 series={"count": 3, "lastObservedTime": "2026-01-01T12:00:00.000000Z"},
                 reportingComponent="kubelet",
@@ -544,6 +562,7 @@ class TestKubeEvents:
             kube_event(
                 "c-middle",
                 "web",
+                "Deployment",
                 eventTime="2026-01-01T11:00:00.500000Z",
                 reportingComponent="kubelet",
                 reportingInstance="node",
@@ -551,6 +570,7 @@ class TestKubeEvents:
             )
         )
         fake.create(kube_event("d-other-app", "webx-1", lastTimestamp="2026-01-01T13:00:00Z"))
+        fake.create(kube_event("e-other-app", "web-x-5c6d-fghij", lastTimestamp="2026-01-01T13:00:00Z"))
         first = (await client.get(f"{BASE}/events", params={"limit": 2})).json()
         rest = (
             await client.get(f"{BASE}/events", params={"limit": 2, "cursor": first["next_cursor"]})

@@ -36,8 +36,10 @@ async def delete_pod(
 
 
 async def kube_events(kube: Kube, namespace: str, app: models.App, page: PageRequest) -> KubeEventPage:
+    replica_sets = (await kube.list("ReplicaSet", namespace, _selector(app)))["items"]
+    owned = {(rs.get("metadata") or {}).get("name", "") for rs in replica_sets}
     items = (await kube.list("Event", namespace))["items"]
-    about = [e for e in items if _about(app.name, (e.get("involvedObject") or {}).get("name", ""))]
+    about = [e for e in items if _about(app.name, owned, e.get("involvedObject") or {})]
     return service.kube_events_page([_event(e) for e in about], page)
 
 
@@ -64,9 +66,16 @@ def _pod(pod: manifests.Obj, current: int | None) -> Pod:
     )
 
 
-def _about(app: str, involved: str) -> bool:
-    """The app's Deployment, its ReplicaSets (`app-<hash>`) and their pods; not another app `appx`."""
-    return involved == app or involved.startswith(f"{app}-")
+def _about(app: str, replica_sets: set[str], involved: manifests.Obj) -> bool:
+    """The app's Deployment, its ReplicaSets (those its selector finds: the Deployment keeps their history)
+    and their pods (`<replica set>-<suffix>`, also once deleted); not another app's, whose name merely
+    starts the same (`app-x`, `app-x-7d9f…`)."""
+    kind, name = involved.get("kind"), str(involved.get("name", ""))
+    if kind == "Deployment":
+        return name == app
+    if kind == "ReplicaSet":
+        return name in replica_sets
+    return kind == "Pod" and name.rpartition("-")[0] in replica_sets
 
 
 def _event(event: manifests.Obj) -> KubeEvent:
