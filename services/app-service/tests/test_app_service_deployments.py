@@ -340,6 +340,7 @@ class TestBadInput:
             {**GOOD, "probes": {"readiness": {"check": {"type": "http", "port": 0}}}},
             {**GOOD, "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},
             {**GOOD, "replicas": -1},
+            {"image": f"{IMAGE}@sha256:{'a' * 64}", "image_digest": f"sha256:{'b' * 64}"},  # which runs?
         ]
         for body in bad:
             response = await client.post(f"{BASE}/deployments", json=body)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kepler_app_service.apps.schemas import Ports
 from kepler_app_service.releases.spec import Argv, Env, ImageRef, Probes, ReleaseSpec, Resources
@@ -40,6 +40,14 @@ class DeploymentCreate(Strict):
     ports: Ports | None = None
     probes: Probes | None = None
     progress_deadline_seconds: JsonInt | None = Field(None, ge=10, le=86400)
+
+    @model_validator(mode="after")
+    def _one_digest(self) -> "DeploymentCreate":
+        """An image pinned by digest (`name@sha256:…`) and another `image_digest`: which one runs?"""
+        pinned = self.image.rpartition("@")[2] if self.image and "@" in self.image else None
+        if pinned and self.image_digest and pinned != self.image_digest:
+            raise ValueError("image_digest differs from the digest the image is pinned to")
+        return self
 
 
 class ReleaseChange(Strict):
