@@ -420,6 +420,26 @@ class TestDayTwo:
         assert release["spec"]["resources"] == GOOD["resources"]
         assert container(fake)["env"] == [{"name": "MODE", "value": "three"}]
 
+    async def test_a_rollback_keeps_the_scale(
+        self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
+    ) -> None:
+        """A rollback brings back a release's code and configuration, not its replica count (`kubectl
+        rollout undo` copies only the pod template): scaled to 5 in an incident, an app rolled back went to
+        the old release's 2. A deploy that names replicas puts the count back in the release."""
+        await deploy(client, GOOD)
+        await deployer.run()
+        await deploy(client, {"image": f"{IMAGE}:2"})
+        await deployer.run()
+        assert (await client.post(f"{BASE}/scale", json={"replicas": 5})).status_code == 204
+        assert (await client.post(f"{BASE}/rollback", json={})).status_code == 201
+        await deployer.run()
+        live = fake.get("Deployment", "web", "team-a")
+        assert live is not None
+        assert (container(fake)["image"], live["spec"]["replicas"]) == (f"{IMAGE}:1", 5)
+        await deploy(client, {"image": f"{IMAGE}:3", "replicas": 3})
+        await deployer.run()
+        assert (fake.get("Deployment", "web", "team-a") or {})["spec"]["replicas"] == 3
+
     async def test_restart_is_a_new_release_with_a_new_template(
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake
     ) -> None:

@@ -158,6 +158,8 @@ async def deploy(
     else:
         base = await repository.base_release(session, app)
         spec = _merged(_spec(base) if base else None, body, app)
+        if body.replicas is not None:  # the release carries the count now: a rollback restores its own
+            app.scaled_replicas = None
         release = await new_release(session, app, spec, "deploy", who)
     deployment = await start_deployment(session, app, release, who)
     audit(
@@ -346,7 +348,14 @@ async def diff(session: AsyncSession, app: models.App, a: int, b: int) -> Releas
 
 
 def objects_for(app: models.App, ns: str, release: models.Release) -> list[manifests.Obj]:
-    return manifests.objects(app.name, ns, release.number, _spec(release), app.selector)
+    """The release's objects, at the app's scale when someone scaled it since a deploy last named replicas:
+    a rollback (automatic or not) then brings back the release's code and configuration but keeps the
+    scale (as `kubectl rollout undo` copies only the pod template): scaled to 5 in an incident, an app must
+    not drop to the old release's 1."""
+    spec = _spec(release)
+    if app.scaled_replicas is not None:
+        spec = spec.model_copy(update={"replicas": app.scaled_replicas})
+    return manifests.objects(app.name, ns, release.number, spec, app.selector)
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
