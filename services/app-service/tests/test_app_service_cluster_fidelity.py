@@ -12,7 +12,13 @@ from kepler_app_service.context import CLIENTS_KEY
 from kepler_kubefake import Forbid, KubeFake, Reject, WatchGone
 
 BASE = "/api/v1/namespaces/team-a/apps/web"
-GOOD: dict[str, Any] = {"image": "registry.example.com/team/web:1", "replicas": 2}
+# Kubernetes time runs 500x faster here: a day's progress deadline (173 s), so a loaded machine never misses
+# the default 600 s (1.2 s) in tests that are not about deadlines.
+GOOD: dict[str, Any] = {
+    "image": "registry.example.com/team/web:1",
+    "replicas": 2,
+    "progress_deadline_seconds": 86400,
+}
 MIRROR = 'Invalid value: "registry.example.com/team/web:1": images must come from the mirror'
 
 
@@ -182,7 +188,9 @@ class TestPodsThatOnlyLookHealthy:
         assert failed["status"] == "rolled_back", failed
         assert failed["reason"] in ("Unstable", "CrashLoop")
         rollback = (await deployments(client))[0]
-        assert (rollback["release"], rollback["automatic"], rollback["status"]) == (1, True, "succeeded")
+        assert (rollback["release"], rollback["automatic"], rollback["status"]) == (1, True, "succeeded"), (
+            rollback
+        )
         assert image(fake) == "registry.example.com/team/web:1"
 
     async def test_a_release_that_stays_up_succeeds_after_the_window(
@@ -217,7 +225,9 @@ class TestReplicaFailure:
         assert (failed["status"], failed["reason"]) == ("rolled_back", "FailedCreate")
         assert "exceeded quota" in failed["message"]
         rollback = (await deployments(client))[0]
-        assert (rollback["release"], rollback["automatic"], rollback["status"]) == (1, True, "succeeded")
+        assert (rollback["release"], rollback["automatic"], rollback["status"]) == (1, True, "succeeded"), (
+            rollback
+        )
 
     async def test_a_failed_automatic_rollback_is_not_rolled_back_in_turn(
         self, client: httpx.AsyncClient, deployer: Any, fake: KubeFake

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
+from kepler_kubefake.fields import MERGE_KEYS
 from kepler_kubefake.kinds import Obj
 
 _cluster_ips = count(10)
@@ -139,8 +140,23 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
 }
 
 
+def _omit_empty(node: Any) -> None:
+    """Kubernetes' list fields are `omitempty`: `env: []` is stored (and served) as no `env` at all, whether
+    it came by POST, PUT, patch or apply, so the same object always reads the same (and hashes the same
+    into a ReplicaSet's pod-template-hash)."""
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if v == [] and (k == "ports" or k in MERGE_KEYS)]:
+            del node[key]
+        for value in node.values():
+            _omit_empty(value)
+    elif isinstance(node, list):
+        for item in node:
+            _omit_empty(item)
+
+
 def apply_defaults(obj: Obj) -> None:
     """Fill defaults in place; the caller owns `obj` (a fresh copy)."""
+    _omit_empty(obj)
     defaulter = DEFAULTERS.get(obj.get("kind", ""))
     if defaulter is not None:
         defaulter(obj)
