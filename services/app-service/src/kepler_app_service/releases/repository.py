@@ -146,6 +146,24 @@ async def claim(session: AsyncSession, deployment_id: uuid.UUID, attempt: int) -
     return (await session.scalar(query)) is not None
 
 
+async def deployed_before(session: AsyncSession, release_id: uuid.UUID, other_than: uuid.UUID) -> bool:
+    """Whether another deployment took this release to the cluster (so pods of it may run already)."""
+    query = select(Deployment.id).where(Deployment.release_id == release_id, Deployment.id != other_than)
+    return (await session.scalar(query.limit(1))) is not None
+
+
+async def heartbeat(session: AsyncSession, deployment_id: uuid.UUID) -> bool:
+    """One statement: the deployment is still being followed (False once it is no longer progressing:
+    superseded, cancelled)."""
+    query = (
+        update(Deployment)
+        .where(Deployment.id == deployment_id, Deployment.status == DeploymentStatus.progressing)
+        .values(heartbeat_at=func.now())
+        .returning(Deployment.id)
+    )
+    return (await session.scalar(query)) is not None
+
+
 def stale_deployments(cutoff: datetime) -> Select[uuid.UUID, int, str | None]:
     """The sweeper's query: active deployments nobody has touched lately (lost job, killed worker), with
     the request that asked for each, for the rescued run's logs."""

@@ -47,7 +47,6 @@ log = get_logger(__name__)
 SYSTEM = Principal(user_id=None, name="kepler")
 HEARTBEAT_SECONDS = 4.0  # well below AppServiceSettings.deploy_stale_seconds
 REPLICA_EVENTS_EVERY = 0.25
-STABLE_CHECK_SECONDS = 4.0  # between looks at the pods in the stabilisation window; heartbeats go with them
 
 
 NAMESPACE_TERMINATING = "NamespaceTerminating"
@@ -93,6 +92,7 @@ class Target:
     selector: str
     kube: Kube
     deadline: float
+    fresh: bool  # no deployment took this release to the cluster before: none of its pods run yet
 
 
 @dataclass
@@ -161,6 +161,7 @@ class Runner:
                 selector=manifests.label_selector(app.selector or manifests.selector(app.name)),
                 kube=kube,
                 deadline=time.monotonic() + 2 * spec_deadline + 60,
+                fresh=not await repository.deployed_before(session, release.id, deployment.id),
             )
 
     async def _superseded(self, session: AsyncSession, deployment: models.Deployment) -> bool:
@@ -227,7 +228,8 @@ class Runner:
             await move(session, deployment, models.DeploymentStatus.progressing)
         progress = Progress(stale_timeout=timed_out(applied))
         rollout = rollout_status(applied, progress.stale_timeout)
-        progress.restarts_before = await self._restarts(target)
+        # Pods of a release deployed before may have run for months: their old restarts are no news.
+        progress.restarts_before = {} if target.fresh else await self._restarts(target)
         first = True
         while time.monotonic() < target.deadline:
             if rollout.done:
@@ -303,28 +305,30 @@ class Runner:
         window before the deployment succeeds; a pod that restarts or cannot run fails it. None once
         another deployment superseded this one.
 
-        The pods are looked at every STABLE_CHECK_SECONDS and at the end, not at the start (the rollout
-        just counted them available): restartCount only grows, so the last look sees any restart of the
-        window, and the earlier ones fail a crashing release sooner."""
+        The pods are looked at halfway and at the end, not at the start (the rollout just counted them
+        available): restartCount only grows, so the last look sees any restart of the window, and the
+        other fails a crashing release sooner. In between, only heartbeats (one statement each)."""
         window = self.settings.rollout_stable_seconds
         if not await self._still_ours(target, progress, rollout, version, stabilising=window):
             return None
         # Heartbeats well within the staleness after which the sweeper takes a deployment for lost.
-        beat = min(STABLE_CHECK_SECONDS, self.settings.deploy_stale_seconds / 3)
-        now = time.monotonic()
-        until, looked = now + window, now
-        while (left := until - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, beat))
-            if time.monotonic() >= until or time.monotonic() - looked >= STABLE_CHECK_SECONDS:
-                looked = time.monotonic()
+        beat = min(HEARTBEAT_SECONDS, self.settings.deploy_stale_seconds / 3)
+        until = time.monotonic() + window
+        looks = [until - window / 2, until]
+        while looks:
+            await asyncio.sleep(max(0.0, min(looks[0] - time.monotonic(), beat)))
+            if time.monotonic() >= looks[0]:
+                looks.pop(0)
                 bad = await self._unsteady_pod(target, progress)
                 if bad is not None:
                     return ended("Unstable", _unsteady_message(bad), rollout.counts)
-            if time.monotonic() >= until:
-                break
-            if not await self._still_ours(target, progress, rollout, version, force=True):
+            elif not await self._beat(target):
                 return None
         return rollout
+
+    async def _beat(self, target: Target) -> bool:
+        async with session_scope(self.ctx) as session:
+            return await repository.heartbeat(session, target.deployment_id)
 
     async def _unsteady_pod(self, target: Target, progress: Progress) -> PodState | None:
         pods = await self._pods(target, progress)
