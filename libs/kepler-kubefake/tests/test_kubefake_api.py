@@ -286,6 +286,20 @@ class TestServerSideApply:
         env = stored["spec"]["template"]["spec"]["containers"][0]["env"]
         assert env == [{"name": "THEIRS", "value": "1"}]
 
+    async def test_empty_lists_are_not_stored(
+        self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
+    ) -> None:
+        """The API types' list fields are `omitempty` (k8s.io/api core/v1 types.go, `json:"env,omitempty"`):
+        an `env: []` written by a create reads back as no `env`, and an apply of the same object after it
+        changes nothing (same generation)."""
+        body = make_deployment()
+        body["spec"]["template"]["spec"]["containers"][0]["env"] = []
+        created = fake.create(body, manager="kubectl")
+        assert "env" not in created["spec"]["template"]["spec"]["containers"][0]
+        await apply(body, manager="kubectl")
+        stored = fake.get("Deployment", "web", namespace) or {}
+        assert stored["metadata"]["generation"] == 1
+
     async def test_reapplying_the_same_object_is_a_no_op(
         self, fake: KubeFake, namespace: str, make_deployment: MakeDeployment, apply: Apply
     ) -> None:
