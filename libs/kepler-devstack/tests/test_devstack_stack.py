@@ -121,11 +121,10 @@ class TestStartupChecks:
         """`make run` refused "ports in use: 38002" with nothing listening there: the port was the local
         end of a connection (ports from 32768 up are also ephemeral ports). It is free once that
         connection is gone, so the devstack waits instead of refusing."""
-        gateway = free_port_block()
         with socket.socket() as listener, socket.socket() as client:
             listener.bind(("127.0.0.1", 0))
             listener.listen()
-            client.bind(("127.0.0.1", gateway + 2))
+            gateway = _bind_inside_a_free_block(client, offset=2)
             client.connect(listener.getsockname())
             server_side, _ = listener.accept()
             waiting = asyncio.create_task(wait_for_free_ports(gateway, Shutdown(), within_s=60))
@@ -178,6 +177,20 @@ def _devstack(command: str, tmp_path: Path, **env: str) -> subprocess.Popen[str]
 def _read_exports(devstack: subprocess.Popen[str]) -> dict[str, str]:
     assert devstack.stdout is not None
     return dict(shlex.split(devstack.stdout.readline())[1].split("=", 1) for _ in range(2))
+
+
+def _bind_inside_a_free_block(sock: socket.socket, offset: int) -> int:
+    """Binds `sock` to the port `offset` into a free block and returns the block's first port. Another
+    process (or a connection of an earlier test, in TIME_WAIT) may hold a port the check found free: then
+    another block."""
+    for _ in range(20):
+        first = free_port_block()
+        try:
+            sock.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no block of free ports")
 
 
 def free_port_block(size: int = 5) -> int:
