@@ -105,13 +105,7 @@ class EventRecorder:
         """A core/v1 recorder's event (`client-go/tools/record/event.go` `makeEvent`)."""
         now = self.api.clock.timestamp()
         source: Obj = {"component": component} | ({"host": NODE} if component == "kubelet" else {})
-        return {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": ref,
-            "reason": reason,
-            "message": message,
+        return _stored(ref, name, namespace, reason, message) | {
             "source": source,
             "firstTimestamp": now,
             "lastTimestamp": now,
@@ -126,19 +120,25 @@ class EventRecorder:
     ) -> Obj:
         """An events.k8s.io/v1 recorder's event (`client-go/tools/events/event_recorder.go` `makeEvent`),
         in its stored core form."""
-        return {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": ref,
-            "reason": reason,
-            "message": message,
+        return _stored(ref, name, namespace, reason, message) | {
             "eventTime": self.api.clock.micro_timestamp(),
             "action": NEW_STYLE[component],
             "type": "Warning" if warning else "Normal",
             "reportingComponent": component,
             "reportingInstance": f"{component}-{NODE}",
         }
+
+
+def _stored(ref: Obj, name: str, namespace: str, reason: str, message: str) -> Obj:
+    """What both recorders' events have, in the one (core) form the fake stores."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace},
+        "involvedObject": ref,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def _reference(involved: Obj, field_path: str) -> Obj:
