@@ -1,5 +1,6 @@
 from kepler_db.base import Base
 from kepler_db.models import (
+    Announcement,
     ApiToken,
     App,
     AuditEvent,
@@ -9,18 +10,29 @@ from kepler_db.models import (
     Deployment,
     DeploymentEvent,
     DeploymentStatus,
+    EventConsumer,
+    InboxRule,
     Membership,
     Namespace,
     NamespaceStatus,
+    Notification,
+    PlatformEvent,
     RefreshToken,
     Release,
     Role,
+    Severity,
     SigningKey,
     TokenScope,
     User,
 )
 
 __all__ = [
+    "Severity",
+    "PlatformEvent",
+    "Notification",
+    "InboxRule",
+    "EventConsumer",
+    "Announcement",
     "ApiToken",
     "App",
     "AuditEvent",

@@ -323,3 +323,120 @@ class DeploymentEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]]
+
+
+class PlatformEvent(Base):
+    """The platform event log: appended by every service through `kepler_kit.events.publish`, in the same
+    transaction as the change it tells of, and never updated. Read in (txid, id) order below the horizon of
+    running transactions (`kepler_kit.events.log`): ids are taken at insert, not at commit.
+
+    No foreign keys: an event outlives the namespace, app or user it names (a deleted app's history)."""
+
+    __tablename__ = "platform_events"
+    __table_args__ = (
+        Index("ix_platform_events_position", "txid", "id"),
+        Index("ix_platform_events_namespace_id_id", "namespace_id", "id"),
+        Index("ix_platform_events_app_id_id", "app_id", "id"),
+        Index("ix_platform_events_kind_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    txid: Mapped[int] = mapped_column(
+        BigInteger,
+        server_default=text("(pg_current_xact_id()::text::bigint)"),
+        doc="the writing transaction's id: readers order by (txid, id) and stop at the oldest running one",
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(doc="the schema version of `data` for this kind")
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), index=True)
+    service: Mapped[str] = mapped_column(String(64))
+    namespace_id: Mapped[uuid.UUID | None]
+    namespace: Mapped[str | None] = mapped_column(String(63))
+    app_id: Mapped[uuid.UUID | None]
+    app: Mapped[str | None] = mapped_column(String(53))
+    actor_id: Mapped[uuid.UUID | None]
+    actor: Mapped[str] = mapped_column(String(254))
+    correlation_id: Mapped[str | None] = mapped_column(String(128), doc="the request id that caused it")
+    data: Mapped[dict[str, Any]]
+
+
+class EventConsumer(Base):
+    """Where a consumer of the event log has got to. Each row is written by the service whose worker runs
+    that consumer, in the same transaction as the effects of the events it consumed."""
+
+    __tablename__ = "event_consumers"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, default=0)
+    event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    consumed: Mapped[int] = mapped_column(BigInteger, default=0, doc="events handled, for metrics")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now(), onupdate=utcnow)
+
+
+class Severity(enum.StrEnum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+
+class Announcement(Timestamped, Base):
+    """A message from platform admins (to everyone) or a namespace's owners (to its members). Written by
+    alert-service."""
+
+    __tablename__ = "announcements"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    namespace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("namespaces.id", ondelete="CASCADE"), index=True, doc="none: platform-wide"
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(String(10000), default="")
+    severity: Mapped[Severity] = mapped_column(_enum(Severity, "announcement_severity"))
+    expires_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Notification(Base):
+    """One event in one user's inbox. Written by alert-service's inbox consumer (one row per user and event:
+    a redelivered event adds nothing) and by the user marking it read."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("user_id", "event_id"),
+        Index("ix_notifications_user_id_id", "user_id", "id"),
+        Index("ix_notifications_unread", "user_id", postgresql_where=text("read_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("platform_events.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(64), doc="why it reached this user, e.g. `maintainer`")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    read_at: Mapped[datetime | None]
+
+
+class InboxRule(Timestamped, Base):
+    """A user's own choice about what reaches their inbox, over the defaults: follow (or mute) kinds of event,
+    everywhere or in one namespace or app. Written by alert-service."""
+
+    __tablename__ = "inbox_rules"
+    __table_args__ = (
+        Index(
+            "uq_inbox_rules_scope",
+            "user_id",
+            "pattern",
+            text("coalesce(namespace_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            text("coalesce(app_id, '00000000-0000-0000-0000-000000000000'::uuid)"),
+            unique=True,
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    pattern: Mapped[str] = mapped_column(String(64), doc="an event kind, or a family such as `deployment.*`")
+    namespace_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    app_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    muted: Mapped[bool] = mapped_column(default=False, doc="true: never deliver these, defaults included")

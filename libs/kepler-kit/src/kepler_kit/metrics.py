@@ -1,6 +1,13 @@
 """Prometheus metrics every service exposes at /metrics."""
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -46,3 +53,26 @@ JOBS_RESCUED = Counter(
 
 async def metrics_endpoint(_: Request) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+EVENTS_PUBLISHED = Counter(
+    "kepler_events_published_total", "Platform events published, by kind", ["kind"], registry=REGISTRY
+)
+EVENTS_CONSUMED = Counter(
+    "kepler_event_consumer_events_total",
+    "Platform events handled, by consumer",
+    ["consumer"],
+    registry=REGISTRY,
+)
+EVENT_CONSUMER_LAG = Gauge(
+    "kepler_event_consumer_lag_seconds",
+    "Age of the last event a consumer handled when it handled it (0 when caught up)",
+    ["consumer"],
+    registry=REGISTRY,
+)
+EVENT_CONSUMER_FAILURES = Counter(
+    "kepler_event_consumer_failures_total",
+    "Consumer steps that failed (the batch is retried, never skipped)",
+    ["consumer"],
+    registry=REGISTRY,
+)
