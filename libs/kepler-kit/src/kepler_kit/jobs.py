@@ -5,6 +5,7 @@ pending (for example after Redis lost its data), and deterministic job ids make 
 while the original job still exists.
 """
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -59,6 +60,7 @@ class WorkerContext(TypedDict, total=False):
     sweeps: Sequence["Sweep"]
     settings: Any  # the service's own settings class
     clients: dict[str, Any]  # the service's integration clients, built by its worker start-up
+    consumers: "asyncio.Task[None]"  # the worker's consumers of the event log, when it has any
 
 
 @asynccontextmanager

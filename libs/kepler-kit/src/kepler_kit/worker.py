@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from kepler_kit.contracts import service_queue
 from kepler_kit.db import create_sessionmaker, create_settings_engine
+from kepler_kit.events.consumers import Consumer, run_consumers
 from kepler_kit.jobs import (
     MAX_TRIES,
     Sweep,
@@ -29,9 +30,10 @@ from kepler_kit.jobs import (
     sweep,
     wake_channel,
 )
-from kepler_kit.logging import configure_logging
+from kepler_kit.logging import configure_logging, get_logger
 from kepler_kit.settings import KeplerSettings
 
+log = get_logger(__name__)
 IDLE_POLL_S = 0.5  # how often an idle worker looks at its queue unwoken (deferred jobs and retries)
 BUSY_POLL_S = 0.05  # with every job slot taken: a slot that frees picks up queued work this soon
 HEARTBEAT_INTERVAL_S = 5.0
@@ -79,10 +81,12 @@ def worker_settings(
     resources: Callable[[WorkerContext], Awaitable[None]] | None = None,
     release: Callable[[WorkerContext], Awaitable[None]] | None = None,
     max_jobs: int = 10,
+    consumers: Sequence[Consumer] = (),
 ) -> type:
     """The settings class `KeplerWorker` runs (`python -m kepler_kit.worker kepler_x.tasks.WorkerSettings`).
 
-    `max_jobs`: jobs that mostly wait on the network (following a rollout) deserve many slots."""
+    `max_jobs`: jobs that mostly wait on the network (following a rollout) deserve many slots.
+    `consumers`: the service's consumers of the event log, followed for as long as the worker runs."""
     queue = settings.queue_name or queue_name or service_queue(service)
 
     async def on_startup(ctx: WorkerContext) -> None:
@@ -94,10 +98,14 @@ def worker_settings(
         ctx["engine"] = engine  # type: ignore[typeddict-unknown-key]
         if resources is not None:
             await resources(ctx)  # the service's integration clients
+        if consumers:
+            task = asyncio.create_task(run_consumers(ctx["sessionmaker"], settings.database_url, consumers))
+            ctx["consumers"] = task
         await sweep(ctx)
 
     async def on_shutdown(ctx: WorkerContext) -> None:
         try:
+            await _stop(ctx.get("consumers"))
             if release is not None:
                 await release(ctx)
         finally:  # a failing release must not also leak the database pool
@@ -129,6 +137,19 @@ def worker_settings(
         "handle_signals": True,
     }
     return type("WorkerSettings", (), attrs)
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    """Stops the consumers' task; one that had failed is logged, not raised into the shutdown."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.exception("event_consumers_failed")
 
 
 class KeplerWorker(Worker):
