@@ -31,7 +31,15 @@ from kepler_app_service.releases.states import (
 )
 from kepler_app_service.settings import AppServiceSettings
 from kepler_app_service.tasks import sweeps
-from kepler_db import Cluster, Deployment, DeploymentEvent, DeploymentStatus, Role, User
+from kepler_db import (
+    Cluster,
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    PlatformEvent,
+    Role,
+    User,
+)
 from kepler_kit.jobs import WorkerContext, sweep
 from kepler_kit.lifecycle import IllegalTransition
 from kepler_kit.metrics import REGISTRY
@@ -161,6 +169,28 @@ def _wrong_in(changes: list[tuple[DeploymentStatus, str | None]], now: Deploymen
         yield f"the row says {now}, its last status event {changes[-1][0]}"
 
 
+async def log_disagreements(session: AsyncSession) -> list[str]:
+    """The platform event log tells each deployment's story as its row does: requested once, and, once
+    final, one event of its final state (an approved one, `deployment.approved` once)."""
+    rows = await session.execute(
+        select(PlatformEvent.kind, PlatformEvent.data["deployment_id"].astext)
+        .where(PlatformEvent.kind.startswith("deployment."))
+        .order_by(PlatformEvent.id)
+    )
+    told: dict[str, list[str]] = {}
+    for kind, deployment_id in rows:
+        told.setdefault(deployment_id, []).append(kind.removeprefix("deployment."))
+    wrong = []
+    for row in await session.execute(select(Deployment.id, Deployment.status, Deployment.message)):
+        kinds = [k for k in told.get(str(row.id), []) if k != "approved"]
+        final = [row.status.value] if row.status in DEPLOYMENTS.terminal else []
+        if kinds != ["requested", *final]:
+            wrong.append(f"{row.id} ({row.status.value}): the log says {kinds}")
+        if (row.message or "").startswith("approved by") and "approved" not in told.get(str(row.id), []):
+            wrong.append(f"{row.id}: approved, the log does not say so")
+    return wrong
+
+
 Worlds = Callable[[], Awaitable[World]]
 
 
@@ -215,6 +245,7 @@ class TestAnySequence:
         for step, back in [(Step.deploy, 0), *steps]:
             await world.take(step, back)
             assert await illegal_moves(session) == [], (step, steps)
+            assert await log_disagreements(session) == [], (step, steps)
 
 
 async def _namespace_with_app(client: httpx.AsyncClient, namespace: str) -> None:

@@ -7,10 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_app_service.apps import repository
 from kepler_app_service.apps.schemas import App, AppCreate, AppPage, AppUpdate
 from kepler_app_service.audit import audit
+from kepler_app_service.events import about_app, emit
 from kepler_app_service.releases import service as releases
 from kepler_app_service.unique import flush_unique
 from kepler_db import models
 from kepler_kit.errors import BadRequest, Conflict, NotFound
+from kepler_kit.events import kinds
 from kepler_kit.identity import Principal
 from kepler_kit.pagination import PageRequest, page_of
 from kepler_kube.base import Kube
@@ -38,6 +40,7 @@ async def create_app(
     await flush_unique(session, f"App '{data.name}'")
     await session.refresh(app)
     audit(session, who, "app.create", "app", data.name, namespace.name)
+    emit(session, who, kinds.AppCreated(**about_app(namespace, app)))
     return app
 
 
@@ -52,6 +55,7 @@ async def update_app(
     await session.flush()
     await session.refresh(app)
     audit(session, who, "app.update", "app", app.name, namespace.name, changed=sorted(changes))
+    emit(session, who, kinds.AppUpdated(**about_app(namespace, app), changed=sorted(changes)))
     return app
 
 
@@ -71,6 +75,7 @@ async def delete_app(
     await session.delete(app)
     await session.flush()
     audit(session, who, "app.delete", "app", app.name, namespace.name)
+    emit(session, who, kinds.AppDeleted(**about_app(namespace, app)))
     if deployed:
         await releases.remove_objects(await cluster(), namespace.name, app.name)
 

@@ -7,11 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.access_changes import access_changed
 from kepler_app_service.audit import audit
+from kepler_app_service.events import about_namespace, emit
 from kepler_app_service.members import repository
 from kepler_app_service.members.schemas import Member, MemberCreate, MemberPage, MemberUpdate
 from kepler_app_service.unique import flush_unique
 from kepler_db import models
 from kepler_kit.errors import Conflict, NotFound, ValidationFailed
+from kepler_kit.events import kinds
 from kepler_kit.identity import Principal
 from kepler_kit.pagination import PageRequest, page_of
 
@@ -49,6 +51,13 @@ async def add_member(
     await flush_unique(session, "The membership")
     await session.refresh(membership)
     audit(session, who, "member.add", "member", user.email, namespace.name, role=data.role.value)
+    emit(
+        session,
+        who,
+        kinds.MemberAdded(
+            **about_namespace(namespace), user_id=user.id, email=user.email, role=data.role.value
+        ),
+    )
     access_changed(session, f"user:{user.id}")
     return _member(membership, user)
 
@@ -88,6 +97,17 @@ async def change_member_role(
         before=before.value,
         role=data.role.value,
     )
+    emit(
+        session,
+        who,
+        kinds.MemberChanged(
+            **about_namespace(namespace),
+            user_id=user.id,
+            email=user.email,
+            role=data.role.value,
+            before=before.value,
+        ),
+    )
     access_changed(session, f"user:{user.id}")
     return _member(membership, user)
 
@@ -100,6 +120,13 @@ async def remove_member(
     await session.delete(membership)
     await session.flush()
     audit(session, who, "member.remove", "member", user.email, namespace.name)
+    emit(
+        session,
+        who,
+        kinds.MemberRemoved(
+            **about_namespace(namespace), user_id=user.id, email=user.email, role=membership.role.value
+        ),
+    )
     access_changed(session, f"user:{user.id}")
 
 

@@ -4,6 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.access_changes import access_changed
 from kepler_app_service.audit import audit
+from kepler_app_service.events import about_namespace, emit
 from kepler_app_service.namespaces import repository
 from kepler_app_service.namespaces.schemas import (
     Namespace,
@@ -16,6 +17,7 @@ from kepler_app_service.unique import flush_unique
 from kepler_db import models
 from kepler_kit import contracts
 from kepler_kit.errors import Conflict, NotFound
+from kepler_kit.events import kinds
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
 from kepler_kit.pagination import PageRequest, page_of
@@ -51,6 +53,7 @@ async def create_namespace(session: AsyncSession, who: Principal, data: Namespac
     enqueue_after_commit(session, PROVISION_NAMESPACE, str(namespace.id))
 
     audit(session, who, "namespace.create", "namespace", data.name, data.name)
+    emit(session, who, kinds.NamespaceCreated(**about_namespace(namespace)))
     return namespace
 
 
@@ -64,6 +67,7 @@ async def update_namespace(
     await session.flush()
     await session.refresh(namespace)
     audit(session, who, "namespace.update", "namespace", name, name, changed=sorted(changes))
+    emit(session, who, kinds.NamespaceUpdated(**about_namespace(namespace), changed=sorted(changes)))
     access_changed(session, f"ns:{name}")
     return namespace
 
@@ -75,6 +79,7 @@ async def delete_namespace(session: AsyncSession, who: Principal, name: str) -> 
     await session.delete(namespace)
     await session.flush()
     audit(session, who, "namespace.delete", "namespace", name, name)
+    emit(session, who, kinds.NamespaceDeleted(**about_namespace(namespace)))
     access_changed(session, f"ns:{name}")
 
 

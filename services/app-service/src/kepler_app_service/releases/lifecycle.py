@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.audit import audit
-from kepler_app_service.releases import events
+from kepler_app_service.releases import events, platform
 from kepler_app_service.releases.states import AWAITING_APPROVAL, DEPLOYMENTS, WHILE_AWAITING_APPROVAL
-from kepler_db import Deployment, DeploymentStatus
+from kepler_db import Deployment, DeploymentStatus, Release
 from kepler_kit.identity import Principal
 from kepler_kit.lifecycle import IllegalTransition
 
@@ -42,12 +42,18 @@ class Audit:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-async def begin(session: AsyncSession, deployment: Deployment, **announce: Any) -> None:
-    """A new deployment enters in the initial state; its first status event carries `announce` too."""
+async def begin(
+    session: AsyncSession, deployment: Deployment, release: Release, who: Principal | None
+) -> None:
+    """A new deployment enters in the initial state; its first status event names its release, and the
+    platform log hears it was requested (and that it waits for approval, when it does)."""
     deployment.status = DEPLOYMENTS.initial
     session.add(deployment)
     await session.flush()
-    events.record(session, deployment, "status", {**events.status_event(deployment), **announce})
+    events.record(
+        session, deployment, "status", {**events.status_event(deployment), "release": release.number}
+    )
+    await platform.requested(session, deployment, release, who)
 
 
 async def move(
@@ -58,8 +64,11 @@ async def move(
     message: str | None | Keep = KEEP,
     *,
     audit: Audit | None = None,
+    to_release: int | None = None,
 ) -> None:
+    """`to_release`: for a deployment rolled back, the release the rollback runs (the platform log says)."""
     _check_hold(deployment, to)
+    approved = deployment.reason == AWAITING_APPROVAL and to is DeploymentStatus.pending
     DEPLOYMENTS.move(deployment, to)
     if not isinstance(reason, Keep):
         deployment.reason = reason
@@ -69,6 +78,7 @@ async def move(
     events.record(session, deployment, "status", events.status_event(deployment))
     if audit is not None:
         _record(session, audit)
+    await platform.moved(session, deployment, approved, audit.who if audit else None, to_release)
     await session.flush()
 
 

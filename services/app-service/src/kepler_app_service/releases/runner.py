@@ -472,7 +472,15 @@ class Runner:
             namespace=target.namespace,
             detail=detail,
         )
-        await move(session, deployment, models.DeploymentStatus.rolled_back, reason, message, audit=audit)
+        await move(
+            session,
+            deployment,
+            models.DeploymentStatus.rolled_back,
+            reason,
+            message,
+            audit=audit,
+            to_release=good.number,
+        )
         rollback = await service.start_deployment(session, app, good, None, automatic=True)
         events.record(
             session, deployment, "auto_rollback", {"to_release": good.number, "deployment": str(rollback.id)}

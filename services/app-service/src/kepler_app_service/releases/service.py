@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.audit import audit
+from kepler_app_service.events import about_app, emit
 from kepler_app_service.releases import manifests, repository
 from kepler_app_service.releases.lifecycle import Audit, begin, move
 from kepler_app_service.releases.schemas import (
@@ -33,6 +34,7 @@ from kepler_db import models
 from kepler_kit import contracts
 from kepler_kit.context import current_request_id
 from kepler_kit.errors import BadRequest, Conflict, Forbidden, NotFound
+from kepler_kit.events import kinds
 from kepler_kit.identity import Principal
 from kepler_kit.jobs import enqueue_after_commit
 from kepler_kit.pagination import Int32, PageRequest, page_of
@@ -59,6 +61,15 @@ async def new_release(
     )
     session.add(release)
     await session.flush()
+    namespace = await session.get(models.Namespace, app.namespace_id)
+    if namespace is not None:
+        emit(
+            session,
+            who,
+            kinds.ReleaseCreated(
+                **about_app(namespace, app), release=release.number, cause=release.cause, image=spec.image
+            ),
+        )
     return release
 
 
@@ -97,7 +108,7 @@ async def start_deployment(
         replicas={},
         request_id=current_request_id(),
     )
-    await begin(session, deployment, release=release.number)
+    await begin(session, deployment, release, who)
     if not waits:
         enqueue_after_commit(session, RUN_DEPLOYMENT, str(deployment.id), "0")
     return deployment
@@ -180,6 +191,9 @@ async def change(
     if body is None:  # restart: same spec (and scale), a new pod template
         spec = spec.model_copy(update={"restarted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     release = await new_release(session, app, spec, cause, who)
+    namespace = await session.get(models.Namespace, app.namespace_id)
+    if body is None and namespace is not None:
+        emit(session, who, kinds.AppRestarted(**about_app(namespace, app)))
     deployment = await start_deployment(session, app, release, who)
     audit(
         session,
@@ -235,6 +249,9 @@ async def scale(
     before, app.scaled_replicas = await _replicas(session, app), replicas
     await kube.apply_scale(ns, app.name, replicas)
     audit(session, who, "app.scale", "app", app.name, ns, replicas=replicas, before=before)
+    namespace = await session.get(models.Namespace, app.namespace_id)
+    if namespace is not None:
+        emit(session, who, kinds.AppScaled(**about_app(namespace, app), replicas=replicas, before=before))
 
 
 async def _replicas(session: AsyncSession, app: models.App) -> int | None:
