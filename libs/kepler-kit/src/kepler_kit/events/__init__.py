@@ -13,6 +13,7 @@ from kepler_kit.events.log import (
     position_of,
     publish,
     read_after,
+    write_pending,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "publish",
     "read_after",
     "run_consumers",
+    "write_pending",
 ]

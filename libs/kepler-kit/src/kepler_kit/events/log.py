@@ -23,10 +23,13 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import event as orm_events
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from kepler_db import PlatformEvent
+from kepler_db.base import utcnow
 from kepler_kit.context import current_request_id
 from kepler_kit.events.kinds import KINDS, Event
 from kepler_kit.identity import Principal
@@ -48,23 +51,52 @@ START = Position(0, 0)
 def publish(session: AsyncSession, event: Event, *, service: str, actor: Principal | None = None) -> None:
     """Appends `event` to the log in `session`'s transaction: it exists exactly when the change does.
 
-    `actor` is who asked for the change; none means the platform itself. Only added to the session: the
-    flush that writes the change writes the event with it, in the same round trip where it can."""
-    session.add(
-        PlatformEvent(
-            kind=event.kind,
-            version=event.version,
-            service=service,
-            namespace_id=event.namespace_id,
-            namespace=event.namespace,
-            app_id=event.app_id,
-            app=event.app,
-            actor_id=actor.user_id if actor else None,
-            actor=actor.name if actor else SYSTEM_ACTOR,
-            correlation_id=current_request_id(),
-            data=event.data(),
-        )
+    `actor` is who asked for the change; none means the platform itself. The events of a transaction are
+    written together, in one INSERT, when it commits (or earlier, with the next flush that writes other
+    rows): one statement per request, however many events it publishes. A rollback drops them."""
+    session.info.setdefault(_PENDING, []).append(
+        {
+            "kind": event.kind,
+            "version": event.version,
+            "occurred_at": utcnow(),
+            "service": service,
+            "namespace_id": event.namespace_id,
+            "namespace": event.namespace,
+            "app_id": event.app_id,
+            "app": event.app,
+            "actor_id": actor.user_id if actor else None,
+            "actor": actor.name if actor else SYSTEM_ACTOR,
+            "correlation_id": current_request_id(),
+            "data": event.data(),
+        }
     )
+
+
+_PENDING = "kepler_platform_events"
+_INSERT = insert(PlatformEvent)
+
+
+async def write_pending(session: AsyncSession) -> None:
+    """Writes the events published so far in `session` now, not at commit: for a test that reads its
+    own transaction's events, or wants their ids taken at this point."""
+    await session.run_sync(_write_pending)
+
+
+def _write_pending(session: Session, *_: Any) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        session.connection().execute(_INSERT, rows)
+
+
+def _drop_pending(session: Session, *_: Any) -> None:
+    """Any rollback drops them: a failed request publishes nothing. (Savepoints are not used with events:
+    one rolled back would drop the events published before it too.)"""
+    session.info.pop(_PENDING, None)
+
+
+orm_events.listen(Session, "before_flush", _write_pending)
+orm_events.listen(Session, "before_commit", _write_pending)
+orm_events.listen(Session, "after_soft_rollback", _drop_pending)
 
 
 @dataclass(frozen=True)
