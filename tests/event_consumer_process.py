@@ -1,5 +1,7 @@
-"""A worker's consumer in a process of its own, for the test that kills it: its handler writes each event's
-effect, says `mid-batch` on stdout half-way through a batch, and then waits to be killed."""
+"""A worker's consumer in a process of its own: its handler counts each event it handles in table `effects`.
+
+Run as a script, it takes one step that stalls half-way through its batch (it says `mid-batch` on stdout and
+waits to be killed); as `WorkerSettings`, it is a whole worker following the log."""
 
 import asyncio
 import sys
@@ -10,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from kepler_kit.db import create_sessionmaker
 from kepler_kit.events import Consumer, StoredEvent, consume_once
+from kepler_kit.settings import KeplerSettings
+from kepler_kit.worker import built_on_first_use, worker_settings
 
 
 async def count(session: AsyncSession, events: Sequence[StoredEvent], stall: bool = False) -> None:
@@ -42,3 +46,12 @@ async def main(url: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1]))
+
+
+def create_worker_settings() -> type:
+    """A worker whose only work is the `counter` consumer (`python -m kepler_kit.worker
+    event_consumer_process.WorkerSettings`), on KEPLER_DATABASE_URL and KEPLER_REDIS_URL."""
+    return worker_settings("event-test", KeplerSettings(), [], consumers=[consumer()])
+
+
+__getattr__ = built_on_first_use(__name__, create_worker_settings)

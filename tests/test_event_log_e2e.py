@@ -10,12 +10,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from kepler_devstack.embedded import start_redis_async
 from kepler_kit.db import create_sessionmaker
 from kepler_kit.events import (
     START,
@@ -30,7 +32,9 @@ from kepler_kit.events import (
 )
 from kepler_kit.events.consumers import follow
 from kepler_kit.events.kinds import AppCreated
+from kepler_kit.events.retention import prune
 from kepler_kit.events.wakeups import Wakeups
+from kepler_kit.metrics import REGISTRY
 from kepler_kit.testing.database import TestDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,3 +202,84 @@ class TestConsumerCrash:
             cursor = await session.scalar(text("SELECT consumed FROM event_consumers WHERE name = 'counter'"))
         assert counts == [(1, 30)]
         assert cursor == 30
+
+
+class TestRedisOutage:
+    async def test_a_redis_outage_delays_consumers_but_loses_nothing(
+        self,
+        log_sessions: async_sessionmaker[AsyncSession],
+        scratch: TestDatabase,
+        effects: None,
+        tmp_path: Path,
+    ) -> None:
+        """Events live in Postgres and wake their readers through it: Redis is only the worker's job queue.
+        Redis dies with the worker running; events published meanwhile are all handled, once each, by then
+        or after Redis and the worker are back (a worker that stopped on losing Redis is restarted, as the
+        supervisor does)."""
+        redis = await start_redis_async(tmp_path / "redis", persist=False)
+        env = {**os.environ, "KEPLER_DATABASE_URL": scratch.url, "KEPLER_REDIS_URL": redis.url}
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(CONSUMER_SCRIPT.parent), env.get("PYTHONPATH")])
+        )
+        workers = [_start_worker(env, tmp_path / "worker.log")]
+        try:
+            await _publish(log_sessions, 10)
+            await _handled(log_sessions, 10)
+            redis.stop()
+            await _publish(log_sessions, 10, start=10)
+            await asyncio.sleep(1)
+            redis = await start_redis_async(tmp_path / "redis", port=redis.port, persist=False)
+            if workers[-1].poll() is not None:
+                workers.append(_start_worker(env, tmp_path / "worker.log"))
+            await _handled(log_sessions, 20)
+        finally:
+            for worker in workers:
+                worker.kill()
+                worker.wait(timeout=10)
+            redis.stop()
+        async with log_sessions() as session:
+            counts = (await session.execute(text("SELECT handled, count(*) FROM effects GROUP BY 1"))).all()
+        assert counts == [(1, 20)]
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "kepler_kit.worker", "event_consumer_process.WorkerSettings"]
+    with log.open("ab") as sink:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink, stderr=sink)
+
+
+async def _handled(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            async with sessions() as session:
+                if await session.scalar(text("SELECT count(*) FROM effects")) >= count:
+                    return
+            await asyncio.sleep(0.1)
+
+
+class TestRetention:
+    async def test_expired_events_are_deleted_and_a_consumer_behind_them_is_reported(
+        self, log_sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Retention wins over a stuck consumer, and says which consumer loses how many events."""
+        await _publish(log_sessions, 5)
+        seen: list[int] = []
+
+        async def handle(_: AsyncSession, events: Sequence[StoredEvent]) -> None:
+            seen.extend(e.id for e in events)
+
+        assert await drain(log_sessions, Consumer("caught-up", ["app.*"], handle)) == 5
+        async with log_sessions() as session, session.begin():
+            await session.execute(
+                text("INSERT INTO event_consumers (name, txid, event_id, consumed) VALUES ('stuck', 0, 0, 0)")
+            )
+            await session.execute(
+                text("UPDATE platform_events SET occurred_at = now() - interval '100 days'")
+            )
+        await _publish(log_sessions, 2, start=5)
+
+        pruned = await prune(log_sessions, datetime.now(UTC) - timedelta(days=90))
+        assert (pruned.deleted, pruned.behind) == (5, {"stuck": 5})
+        assert await _apps(log_sessions) == ["app-5", "app-6"]
+        labels = {"consumer": "stuck"}
+        assert REGISTRY.get_sample_value("kepler_event_consumer_behind_retention", labels) == 1

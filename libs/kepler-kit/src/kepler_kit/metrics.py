@@ -76,3 +76,12 @@ EVENT_CONSUMER_FAILURES = Counter(
     ["consumer"],
     registry=REGISTRY,
 )
+EVENTS_PRUNED = Counter(
+    "kepler_events_pruned_total", "Platform events deleted after the retention period", registry=REGISTRY
+)
+EVENT_CONSUMER_BEHIND_RETENTION = Gauge(
+    "kepler_event_consumer_behind_retention",
+    "1 when a consumer had not consumed events the retention deleted (it never will)",
+    ["consumer"],
+    registry=REGISTRY,
+)
