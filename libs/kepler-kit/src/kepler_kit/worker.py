@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import Any, cast
 
-from arq.cron import cron
+from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import RedisError
@@ -82,11 +82,13 @@ def worker_settings(
     release: Callable[[WorkerContext], Awaitable[None]] | None = None,
     max_jobs: int = 10,
     consumers: Sequence[Consumer] = (),
+    crons: Sequence[CronJob] = (),
 ) -> type:
     """The settings class `KeplerWorker` runs (`python -m kepler_kit.worker kepler_x.tasks.WorkerSettings`).
 
     `max_jobs`: jobs that mostly wait on the network (following a rollout) deserve many slots.
-    `consumers`: the service's consumers of the event log, followed for as long as the worker runs."""
+    `consumers`: the service's consumers of the event log, followed for as long as the worker runs.
+    `crons`: the service's periodic jobs (arq `cron(...)`, each `unique`: one run per tick across workers)."""
     queue = settings.queue_name or queue_name or service_queue(service)
 
     async def on_startup(ctx: WorkerContext) -> None:
@@ -122,7 +124,8 @@ def worker_settings(
                 run_at_startup=False,
                 unique=True,
                 keep_result=60,  # the last minute of sweeps (how many jobs each re-created), in Redis
-            )
+            ),
+            *crons,
         ],
         "queue_name": queue,
         "redis_settings": redis_settings(settings.redis_url),
