@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_app_service.members.service import desired_roles, sync_idp_memberships
 from kepler_app_service.settings import AppServiceSettings
 from kepler_db import Membership, Namespace, NamespaceStatus, Role, User
+from kepler_kit.events import START, read_after, write_pending
 from kepler_kit.jobs import JobRequest, enqueue
 from kepler_kit.testing.identities import make_member, make_user
 
@@ -52,6 +53,14 @@ class TestSync:
         user.idp_groups = ["payments-leads"]
         await sync_idp_memberships(session, user.id, MAPPING)
         assert await roles_of(session, user) == {"payments": (Role.owner, "idp")}
+        await write_pending(session)
+        told = (await read_after(session, START)).events
+        assert [(e.kind, e.namespace, e.data["role"], e.data.get("before"), e.actor) for e in told] == [
+            ("member.added", "payments", "developer", None, "kepler"),
+            ("member.added", "web", "viewer", None, "kepler"),
+            ("member.removed", "web", "viewer", None, "kepler"),
+            ("member.changed", "payments", "owner", "developer", "kepler"),
+        ]
 
     async def test_manual_membership_is_left_alone(self, session: AsyncSession) -> None:
         user = await world(session)

@@ -144,38 +144,70 @@ def desired_roles(groups: list[str], mapping: dict[str, str]) -> dict[str, model
 
 
 async def sync_idp_memberships(session: AsyncSession, user_id: uuid.UUID, mapping: dict[str, str]) -> int:
-    """Make the user's `idp` memberships match their groups; memberships given by hand are left alone."""
+    """Make the user's `idp` memberships match their groups; memberships given by hand are left alone.
+    Each change is in the platform log as the identity provider's (no actor), like a change by hand."""
     user = await session.get(models.User, user_id)
     if user is None:
         return 0
     wanted = desired_roles([str(g) for g in user.idp_groups], mapping)
-    ids = {ns.name: ns.id for ns in await repository.namespaces_named(session, list(wanted))}
+    namespaces = {ns.name: ns for ns in await repository.namespaces_named(session, list(wanted))}
     current = {m.namespace_id: m for m in await repository.memberships_of_user(session, user_id)}
+    kept = {namespaces[n].id for n in wanted if n in namespaces}
     changes = 0
     for membership in current.values():
-        if membership.source == "idp" and membership.namespace_id not in {ids.get(n) for n in wanted}:
+        if membership.source == "idp" and membership.namespace_id not in kept:
             await session.delete(membership)
+            await _told(session, user, membership.namespace_id, None, membership.role)
             changes += 1
     for name, role in wanted.items():
-        changes += _apply_idp_role(session, user_id, ids.get(name), role, current)
+        namespace = namespaces.get(name)
+        had = current.get(namespace.id) if namespace else None
+        before = had.role if had else None
+        if namespace is not None and _apply_idp_role(session, user_id, namespace.id, role, current):
+            await _told(session, user, namespace.id, role, before)
+            changes += 1
     await session.flush()
     if changes:
         access_changed(session, f"user:{user_id}")
     return changes
 
 
+async def _told(
+    session: AsyncSession,
+    user: models.User,
+    namespace_id: uuid.UUID,
+    role: models.Role | None,
+    before: models.Role | None,
+) -> None:
+    namespace = await session.get(models.Namespace, namespace_id)
+    if namespace is None:
+        return
+    who = {"user_id": user.id, "email": user.email}
+    if role is None:
+        gone = before.value if before else None
+        emit(session, None, kinds.MemberRemoved(**about_namespace(namespace), **who, role=gone))
+    elif before is None:
+        emit(session, None, kinds.MemberAdded(**about_namespace(namespace), **who, role=role.value))
+    else:
+        emit(
+            session,
+            None,
+            kinds.MemberChanged(**about_namespace(namespace), **who, role=role.value, before=before.value),
+        )
+
+
 def _apply_idp_role(
     session: AsyncSession,
     user_id: uuid.UUID,
-    namespace_id: uuid.UUID | None,
+    namespace_id: uuid.UUID,
     role: models.Role,
     current: dict[uuid.UUID, models.Membership],
-) -> int:
-    existing = current.get(namespace_id) if namespace_id else None
-    if namespace_id is None or (existing is not None and (existing.source != "idp" or existing.role is role)):
-        return 0
+) -> bool:
+    existing = current.get(namespace_id)
+    if existing is not None and (existing.source != "idp" or existing.role is role):
+        return False
     if existing is None:
         session.add(models.Membership(user_id=user_id, namespace_id=namespace_id, role=role, source="idp"))
     else:
         existing.role = role
-    return 1
+    return True
