@@ -4,6 +4,9 @@ names of their own jobs, and every job one service enqueues for another with its
 A service never writes another's queue or job name as a string: both come from here, so a rename or a
 changed argument is one edit that mypy follows into every sender and receiver.
 
+What a service tells everyone (rather than asks of one) is a platform event: its typed model is in
+`kepler_kit.events.kinds`, published with `kepler_kit.events.publish` and read by consumers of the log.
+
 Adding a contract (build → deploy and alert → rollback are next):
 1. Subclass `JobContract` below: `service` (the receiver), `job_name`, and the job's arguments as
    pydantic fields, in the order the job takes them (each travels as a string, as every job's does).
