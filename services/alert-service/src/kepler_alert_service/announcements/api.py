@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from kepler_alert_service.announcements import service
 from kepler_alert_service.announcements.schemas import Announcement, AnnouncementCreate, AnnouncementPage
@@ -40,13 +40,16 @@ AnnouncementInPath = Annotated[uuid.UUID, Depends(_announcement_id)]
 async def publish_announcement(
     body: AnnouncementCreate,
     session: DbSession,
+    response: Response,
     namespace: Annotated[
         NamespaceName | None,
         Query(description="Whose members it is for (you must own it); none: everyone, which only admins may"),
     ] = None,
     access: Access = require(Action.announcement_manage),
 ) -> Announcement:
-    return await service.publish_announcement(session, access.principal, namespace, body)
+    announcement = await service.publish_announcement(session, access.principal, namespace, body)
+    response.headers["Location"] = f"{router.prefix}/{announcement.id}"
+    return announcement
 
 
 @router.get(
@@ -61,6 +64,19 @@ async def list_announcements(
     access: Access = require(Action.announcement_view),
 ) -> AnnouncementPage:
     return await service.list_announcements(session, access.principal, page, include_expired)
+
+
+@router.get(
+    "/{announcement_id}",
+    responses=error_responses(Unauthorized, Forbidden, NotFound),
+    summary="One announcement for you (expired ones too; withdrawn ones are gone)",
+)
+async def get_announcement(
+    announcement_id: AnnouncementInPath,
+    session: DbSession,
+    access: Access = require(Action.announcement_view),
+) -> Announcement:
+    return await service.get_announcement(session, access.principal, announcement_id)
 
 
 @router.delete(

@@ -3,10 +3,11 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, or_, select, tuple_
+from sqlalchemy import Select, delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_db import Announcement, Membership, Namespace, Notification, PlatformEvent, Role, User
+from kepler_db.base import utcnow
 
 Row = tuple[
     Announcement, str | None, str | None
@@ -35,14 +36,18 @@ async def list_visible(
         theirs = select(Membership.namespace_id).where(Membership.user_id == user_id)
         query = query.where(or_(Announcement.namespace_id.is_(None), Announcement.namespace_id.in_(theirs)))
     if not include_expired:
-        query = query.where(or_(Announcement.expires_at.is_(None), Announcement.expires_at > func.now()))
+        query = query.where(or_(Announcement.expires_at.is_(None), Announcement.expires_at > utcnow()))
     if before is not None:
         query = query.where(tuple_(Announcement.created_at, Announcement.id) < tuple_(*before))
     return [(a, ns, author) for a, ns, author in (await session.execute(query)).all()]
 
 
-async def announcement(session: AsyncSession, announcement_id: uuid.UUID) -> Row | None:
-    query = _announcements().where(Announcement.id == announcement_id).with_for_update(of=Announcement)
+async def announcement(
+    session: AsyncSession, announcement_id: uuid.UUID, *, lock: bool = False
+) -> Row | None:
+    query = _announcements().where(Announcement.id == announcement_id)
+    if lock:  # a withdrawal: two at once withdraw (and audit) once
+        query = query.with_for_update(of=Announcement)
     row = (await session.execute(query)).first()
     return (row[0], row[1], row[2]) if row is not None else None
 

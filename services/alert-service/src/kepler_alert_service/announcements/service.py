@@ -22,6 +22,8 @@ from kepler_kit.identity import Principal
 from kepler_kit.pagination import PageRequest, page_of
 from kepler_kit.permissions import Action, Caller, Decision, decide
 
+GONE = "No such announcement (or it was withdrawn)."
+
 
 def _out(row: repository.Row) -> Announcement:
     announcement, namespace, author = row
@@ -45,6 +47,23 @@ async def list_announcements(
     before = page.key(datetime, uuid.UUID)
     rows = await repository.list_visible(session, user_id, page.limit, before, include_expired)
     return page_of(AnnouncementPage, rows, page.limit, lambda r: [r[0].created_at, r[0].id], _out)
+
+
+async def get_announcement(session: AsyncSession, who: Principal, announcement_id: uuid.UUID) -> Announcement:
+    """One of a namespace the caller cannot see is not found, as one that never was."""
+    row = await repository.announcement(session, announcement_id)
+    if row is None or not await _may_see(session, who, row[0]):
+        raise NotFound(GONE)
+    return _out(row)
+
+
+async def _may_see(session: AsyncSession, who: Principal, announcement: models.Announcement) -> bool:
+    if announcement.namespace_id is None or who.is_admin:
+        return True
+    return (
+        who.user_id is not None
+        and await repository.role_of(session, who.user_id, announcement.namespace_id) is not None
+    )
 
 
 async def _namespace(session: AsyncSession, name: str | None) -> models.Namespace | None:
@@ -94,9 +113,9 @@ async def publish_announcement(
 
 
 async def withdraw_announcement(session: AsyncSession, who: Principal, announcement_id: uuid.UUID) -> None:
-    row = await repository.announcement(session, announcement_id)
+    row = await repository.announcement(session, announcement_id, lock=True)
     if row is None:
-        raise NotFound("No such announcement (or it was withdrawn).")
+        raise NotFound(GONE)
     announcement, namespace, _ = row
     await _may_manage(session, who, announcement, namespace)
     announcement.withdrawn_at = utcnow()
@@ -116,7 +135,7 @@ async def _may_manage(
     caller = Caller(True, who.is_admin, who.scope, who.token_namespace, role)
     decision = decide(Action.announcement_manage, caller, namespace)
     if decision is Decision.hidden:
-        raise NotFound("No such announcement (or it was withdrawn).")
+        raise NotFound(GONE)
     if decision is not Decision.allow:
         whose = f"'{namespace}''s owners" if namespace else "platform admins"
         raise Forbidden(f"Only {whose} may withdraw this announcement.")

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from kepler_alert_service.inbox import rules, service
 from kepler_alert_service.inbox.schemas import (
@@ -103,9 +103,14 @@ async def list_inbox_rules(
     summary="Follow or mute kinds of event, everywhere or in one namespace or app",
 )
 async def create_inbox_rule(
-    body: InboxRuleCreate, session: DbSession, access: Access = require(Action.inbox_manage)
+    body: InboxRuleCreate,
+    session: DbSession,
+    response: Response,
+    access: Access = require(Action.inbox_manage),
 ) -> InboxRule:
-    return await rules.create_rule(session, access.principal, body)
+    rule = await rules.create_rule(session, access.principal, body)
+    response.headers["Location"] = f"{router.prefix}/rules/{rule.id}"
+    return rule
 
 
 @router.get(
