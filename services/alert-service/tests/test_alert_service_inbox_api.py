@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_alert_service.app import ROUTERS
 from kepler_alert_service.inbox.rules import MAX_RULES
 from kepler_alert_service.testing import Identities, Inbox, World
-from kepler_db import AuditEvent, InboxRule, Namespace, TokenScope
+from kepler_db import AuditEvent, InboxRule, Membership, Namespace, TokenScope
 from kepler_kit.events.kinds import DeploymentFailed
 from kepler_kit.testing.hostile import CRAFTED_CURSORS, NOT_BOOLEANS, NOT_INTEGERS, lax_scalars
 
@@ -107,6 +107,18 @@ class TestListing:
         assert (await client.get(INBOX, headers=as_("viewer"))).json()["items"] == []
         assert await unread(client, as_("viewer")) == 0
         assert await unread(client, as_("owner")) == 2
+
+    async def test_leaving_a_namespace_takes_its_notifications_out_of_sight(
+        self, client: httpx.AsyncClient, inbox: Inbox, world: World, as_: Identities, session: AsyncSession
+    ) -> None:
+        """As the feed would no longer show them: what the user was told while a member stays unreadable."""
+        await notify(inbox, world, 2)
+        kept = (await client.get(INBOX, headers=as_("maintainer"))).json()["items"][0]["id"]
+        await session.execute(delete(Membership).where(Membership.user_id == world["maintainer"].id))
+        assert (await client.get(INBOX, headers=as_("maintainer"))).json()["items"] == []
+        assert await unread(client, as_("maintainer")) == 0
+        assert_problem(await client.post(f"{INBOX}/{kept}/read", headers=as_("maintainer")), 404)
+        assert (await client.post(f"{INBOX}/read-all", headers=as_("maintainer"))).json() == {"marked": 0}
 
 
 class TestMarking:

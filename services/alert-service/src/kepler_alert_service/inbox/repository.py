@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_db import App, InboxRule, Membership, Namespace, Notification, PlatformEvent, User
@@ -13,11 +13,20 @@ NotificationRow = tuple[Notification, PlatformEvent]
 RuleRow = tuple[InboxRule, str | None, str | None]
 
 
+def _still_visible(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """A notification of a namespace the user has since left is no longer theirs to read (as the feed)."""
+    member = select(Membership.user_id).where(
+        Membership.user_id == user_id, Membership.namespace_id == PlatformEvent.namespace_id
+    )
+    admin = select(User.id).where(User.id == user_id, User.is_admin)
+    return or_(PlatformEvent.namespace_id.is_(None), member.exists(), admin.exists())
+
+
 def _notifications(user_id: uuid.UUID) -> Select[Notification, PlatformEvent]:
     return (
         select(Notification, PlatformEvent)
         .join(PlatformEvent, PlatformEvent.id == Notification.event_id)
-        .where(Notification.user_id == user_id)
+        .where(Notification.user_id == user_id, _still_visible(user_id))
     )
 
 
@@ -43,7 +52,12 @@ async def notification(
 
 
 async def unread_count(session: AsyncSession, user_id: uuid.UUID) -> int:
-    query = select(func.count()).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    query = (
+        select(func.count())
+        .select_from(Notification)
+        .join(PlatformEvent, PlatformEvent.id == Notification.event_id)
+        .where(Notification.user_id == user_id, Notification.read_at.is_(None), _still_visible(user_id))
+    )
     return int(await session.scalar(query) or 0)
 
 
@@ -51,6 +65,7 @@ async def mark_all_read(session: AsyncSession, user_id: uuid.UUID, up_to: int | 
     query = (
         update(Notification)
         .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        .where(exists().where(PlatformEvent.id == Notification.event_id, _still_visible(user_id)))
         .values(read_at=utcnow())
     )
     if up_to is not None:
@@ -98,3 +113,62 @@ async def visible_namespace(session: AsyncSession, user_id: uuid.UUID, name: str
 
 async def app_named(session: AsyncSession, namespace_id: uuid.UUID, name: str) -> App | None:
     return await session.scalar(select(App).where(and_(App.namespace_id == namespace_id, App.name == name)))
+
+
+# `matched`: every rule an event matches (its kind, or its family `deployment.*`; everywhere, or its
+# namespace or app). An equality join on the pattern, so Postgres can hash it against all the rules.
+_DELIVER = """
+WITH batch AS (
+    SELECT e.id, e.kind, e.namespace_id, e.app_id, e.actor_id, p.audience, p.tell_actor
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:audiences AS text[]), CAST(:tell_actor AS boolean[]))
+         AS p(id, audience, tell_actor)
+    JOIN platform_events e ON e.id = p.id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM announcements a
+        WHERE e.kind = 'announcement.published' AND a.withdrawn_at IS NOT NULL
+          AND a.id::text = e.data ->> 'announcement_id'
+    )
+),
+matched AS (
+    SELECT b.id AS event_id, r.user_id, r.muted
+    FROM batch b
+    CROSS JOIN LATERAL (VALUES (b.kind), (split_part(b.kind, '.', 1) || '.*')) AS p(pattern)
+    JOIN inbox_rules r ON r.pattern = p.pattern
+    WHERE (r.namespace_id IS NULL OR r.namespace_id = b.namespace_id)
+      AND (r.app_id IS NULL OR r.app_id = b.app_id)
+),
+candidates AS (
+    SELECT b.id AS event_id, m.user_id,
+           CASE b.audience WHEN 'approvers' THEN 'approver' ELSE m.role::text END AS reason, 0 AS rank
+    FROM batch b JOIN memberships m ON m.namespace_id = b.namespace_id
+    WHERE b.audience = 'members'
+       OR (b.audience IN ('maintainers', 'approvers') AND m.role IN ('owner', 'maintainer'))
+    UNION ALL
+    SELECT b.id, u.id, 'everyone', 0 FROM batch b JOIN users u ON b.audience = 'everyone'
+    UNION ALL
+    SELECT f.event_id, f.user_id, 'follow', 1
+    FROM matched f JOIN batch b ON b.id = f.event_id
+    WHERE NOT f.muted
+      AND (EXISTS (SELECT 1 FROM memberships m
+                   WHERE m.user_id = f.user_id AND m.namespace_id = b.namespace_id)
+           OR EXISTS (SELECT 1 FROM users a WHERE a.id = f.user_id AND a.is_admin))
+)
+INSERT INTO notifications (user_id, event_id, reason)
+SELECT DISTINCT ON (c.event_id, c.user_id) c.user_id, c.event_id, c.reason
+FROM candidates c
+JOIN batch b ON b.id = c.event_id
+JOIN users u ON u.id = c.user_id AND u.disabled_at IS NULL
+WHERE (b.tell_actor OR b.actor_id IS DISTINCT FROM c.user_id)
+  AND NOT EXISTS (SELECT 1 FROM matched x WHERE x.muted AND x.event_id = c.event_id AND x.user_id = c.user_id)
+ORDER BY c.event_id, c.user_id, c.rank
+ON CONFLICT (user_id, event_id) DO NOTHING
+"""
+
+
+async def deliver(
+    session: AsyncSession, ids: list[int], audiences: list[str | None], tell_actor: list[bool]
+) -> None:
+    """Notifies the recipients of events `ids` (with each one's default audience, and whether its actor
+    is told), in one statement for the whole batch."""
+    params = {"ids": ids, "audiences": audiences, "tell_actor": tell_actor}
+    await session.execute(text(_DELIVER), params)
