@@ -115,11 +115,13 @@ async def app_named(session: AsyncSession, namespace_id: uuid.UUID, name: str) -
     return await session.scalar(select(App).where(and_(App.namespace_id == namespace_id, App.name == name)))
 
 
-# `matched`: every rule an event matches (its kind, or its family `deployment.*`; everywhere, or its
-# namespace or app). An equality join on the pattern, so Postgres can hash it against all the rules.
+# Every CTE is computed once (MATERIALIZED): a plan that loops over one must not recompute it. A follow is
+# matched on (pattern, namespace) or, for a rule of every namespace, on the pattern alone: equality joins
+# Postgres can hash against all the rules. A mute is looked up per recipient by its user (indexed).
 _DELIVER = """
-WITH batch AS (
-    SELECT e.id, e.kind, e.namespace_id, e.app_id, e.actor_id, p.audience, p.tell_actor
+WITH batch AS MATERIALIZED (
+    SELECT e.id, e.kind, split_part(e.kind, '.', 1) || '.*' AS family, e.namespace_id, e.app_id,
+           e.actor_id, p.audience, p.tell_actor
     FROM unnest(CAST(:ids AS bigint[]), CAST(:audiences AS text[]), CAST(:tell_actor AS boolean[]))
          AS p(id, audience, tell_actor)
     JOIN platform_events e ON e.id = p.id
@@ -129,15 +131,20 @@ WITH batch AS (
           AND a.id::text = e.data ->> 'announcement_id'
     )
 ),
-matched AS (
-    SELECT b.id AS event_id, r.user_id, r.muted
-    FROM batch b
-    CROSS JOIN LATERAL (VALUES (b.kind), (split_part(b.kind, '.', 1) || '.*')) AS p(pattern)
-    JOIN inbox_rules r ON r.pattern = p.pattern
-    WHERE (r.namespace_id IS NULL OR r.namespace_id = b.namespace_id)
-      AND (r.app_id IS NULL OR r.app_id = b.app_id)
+patterns AS MATERIALIZED (
+    SELECT b.*, p.pattern
+    FROM batch b CROSS JOIN LATERAL (VALUES (b.kind), (b.family)) AS p(pattern)
 ),
-candidates AS (
+followed AS MATERIALIZED (
+    SELECT b.id AS event_id, r.user_id
+    FROM patterns b JOIN inbox_rules r ON r.pattern = b.pattern AND r.namespace_id = b.namespace_id
+    WHERE NOT r.muted AND (r.app_id IS NULL OR r.app_id = b.app_id)
+    UNION ALL
+    SELECT b.id, r.user_id
+    FROM patterns b JOIN inbox_rules r ON r.pattern = b.pattern
+    WHERE r.namespace_id IS NULL AND NOT r.muted AND (r.app_id IS NULL OR r.app_id = b.app_id)
+),
+candidates AS MATERIALIZED (
     SELECT b.id AS event_id, m.user_id,
            CASE b.audience WHEN 'approvers' THEN 'approver' ELSE m.role::text END AS reason, 0 AS rank
     FROM batch b JOIN memberships m ON m.namespace_id = b.namespace_id
@@ -147,19 +154,22 @@ candidates AS (
     SELECT b.id, u.id, 'everyone', 0 FROM batch b JOIN users u ON b.audience = 'everyone'
     UNION ALL
     SELECT f.event_id, f.user_id, 'follow', 1
-    FROM matched f JOIN batch b ON b.id = f.event_id
-    WHERE NOT f.muted
-      AND (EXISTS (SELECT 1 FROM memberships m
-                   WHERE m.user_id = f.user_id AND m.namespace_id = b.namespace_id)
-           OR EXISTS (SELECT 1 FROM users a WHERE a.id = f.user_id AND a.is_admin))
+    FROM followed f JOIN batch b ON b.id = f.event_id
+    WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = f.user_id AND m.namespace_id = b.namespace_id)
+       OR EXISTS (SELECT 1 FROM users a WHERE a.id = f.user_id AND a.is_admin)
 )
 INSERT INTO notifications (user_id, event_id, reason)
 SELECT DISTINCT ON (c.event_id, c.user_id) c.user_id, c.event_id, c.reason
 FROM candidates c
 JOIN batch b ON b.id = c.event_id
-JOIN users u ON u.id = c.user_id AND u.disabled_at IS NULL
 WHERE (b.tell_actor OR b.actor_id IS DISTINCT FROM c.user_id)
-  AND NOT EXISTS (SELECT 1 FROM matched x WHERE x.muted AND x.event_id = c.event_id AND x.user_id = c.user_id)
+  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = c.user_id AND u.disabled_at IS NOT NULL)
+  AND NOT EXISTS (
+      SELECT 1 FROM inbox_rules r
+      WHERE r.user_id = c.user_id AND r.muted AND r.pattern IN (b.kind, b.family)
+        AND (r.namespace_id IS NULL OR r.namespace_id = b.namespace_id)
+        AND (r.app_id IS NULL OR r.app_id = b.app_id)
+  )
 ORDER BY c.event_id, c.user_id, c.rank
 ON CONFLICT (user_id, event_id) DO NOTHING
 """
