@@ -76,39 +76,32 @@ async def _namespace(session: AsyncSession, name: str | None) -> models.Namespac
     return namespace
 
 
+def _published(announcement: models.Announcement, namespace: str | None) -> AnnouncementPublished:
+    return AnnouncementPublished(
+        namespace_id=announcement.namespace_id,
+        namespace=namespace,
+        announcement_id=announcement.id,
+        title=announcement.title,
+        severity=announcement.severity.value,
+        expires_at=announcement.expires_at,
+    )
+
+
 async def publish_announcement(
     session: AsyncSession, who: Principal, namespace_name: str | None, data: AnnouncementCreate
 ) -> Announcement:
     namespace = await _namespace(session, namespace_name)
     announcement = models.Announcement(
         namespace_id=namespace.id if namespace else None,
-        title=data.title,
-        body=data.body,
-        severity=data.severity,
-        expires_at=data.expires_at,
         created_by=who.user_id,
+        **data.model_dump(),
     )
     session.add(announcement)
     await session.flush()
-    event = AnnouncementPublished(
-        namespace_id=announcement.namespace_id,
-        namespace=namespace_name,
-        announcement_id=announcement.id,
-        title=announcement.title,
-        severity=data.severity.value,
-        expires_at=announcement.expires_at,
-    )
-    publish(session, event, service=Service.ALERT.value, actor=who)
-    audit(
-        session,
-        who,
-        "announcement.publish",
-        "announcement",
-        str(announcement.id),
-        namespace_name,
-        title=data.title,
-        severity=data.severity.value,
-    )
+    publish(session, _published(announcement, namespace_name), service=Service.ALERT.value, actor=who)
+    target = str(announcement.id)
+    detail = {"title": data.title, "severity": data.severity.value}
+    audit(session, who, "announcement.publish", "announcement", target, namespace_name, **detail)
     return _out((announcement, namespace_name, await repository.author_email(session, who.user_id)))
 
 
