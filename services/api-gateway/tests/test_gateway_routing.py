@@ -38,6 +38,11 @@ APP = f"{NS}/apps/web"
         ("/api/v1/status/terminal-service", Service.TERMINAL, "system"),
         ("/api/v1/clusters", Service.APP, "clusters"),
         ("/api/v1/clusters/3/check", Service.APP, "clusters"),
+        ("/api/v1/inbox", Service.ALERT, "inbox"),
+        ("/api/v1/inbox/7/read", Service.ALERT, "inbox"),
+        ("/api/v1/inbox/rules/x", Service.ALERT, "inbox"),
+        ("/api/v1/announcements", Service.ALERT, "announcements"),
+        ("/api/v1/announcements/x", Service.ALERT, "announcements"),
     ],
 )
 def test_owner_of_path(path: str, service: Service, tag: str) -> None:
@@ -53,6 +58,7 @@ def test_owner_of_path(path: str, service: Service, tag: str) -> None:
         "/api/v1/status",
         "/api/v1/status/api-gateway",
         "/api/v1/namespacesX",
+        "/api/v1/inboxes",
         "/api/v1/webhooks/bitbucket",
         "/api/v1/webhooks/github/extra",
         "/healthz",

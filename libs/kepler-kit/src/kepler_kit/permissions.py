@@ -24,6 +24,11 @@ class Action(enum.StrEnum):
     audit_view_all = "audit.view_all"
     user_manage = "user.manage"
     cluster_manage = "cluster.manage"
+    inbox_view = "inbox.view"
+    inbox_manage = "inbox.manage"
+    announcement_view = "announcement.view"
+    # any caller may ask; the service decides `announcement_manage` in the announcement's own scope
+    announcement_withdraw = "announcement.withdraw"
     # namespace level
 
     namespace_view = "namespace.view"
@@ -51,6 +56,8 @@ class Action(enum.StrEnum):
     logs_view = "logs.view"
     alert_view = "alert.view"
     alert_manage = "alert.manage"
+    # `?namespace=` names where; none: platform-wide, which only admins may (`decide` on no namespace)
+    announcement_manage = "announcement.manage"
 
 
 Level = Role | Literal["authenticated", "admin"]
@@ -79,6 +86,10 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.audit_view_all: Rule("admin", _R),
     Action.user_manage: Rule("admin", _A),
     Action.cluster_manage: Rule("admin", _A),
+    Action.inbox_view: Rule("authenticated", _R),
+    Action.inbox_manage: Rule("authenticated", _W),
+    Action.announcement_view: Rule("authenticated", _R),
+    Action.announcement_withdraw: Rule("authenticated", _A),
     Action.namespace_view: Rule(Role.viewer, _R),
     Action.namespace_update: Rule(Role.owner, _A),
     Action.namespace_delete: Rule(Role.owner, _A),
@@ -104,6 +115,7 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.logs_view: Rule(Role.viewer, _R),
     Action.alert_view: Rule(Role.viewer, _R),
     Action.alert_manage: Rule(Role.maintainer, _W),
+    Action.announcement_manage: Rule(Role.owner, _A),
 }
 
 

@@ -38,6 +38,8 @@ DOMAIN_TAGS: dict[str, str] = {
     "users": "Platform users, for administrators.",
     "audit": "Who did what, when, and with which outcome.",
     "clusters": "The Kubernetes clusters Kepler deploys to, for administrators.",
+    "inbox": "Your notifications (events of the namespaces you answer for, and those you follow) and rules.",
+    "announcements": "Messages from platform admins to everyone, or from namespace owners to their members.",
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _REF_PREFIX = "#/components/"

@@ -44,6 +44,8 @@ ROUTES: tuple[Route, ...] = (
     Route(f"{_NS}/apps/**", Service.APP, "apps"),
     Route("/api/v1/namespaces/**", Service.APP, "namespaces"),
     Route("/api/v1/clusters/**", Service.APP, "clusters"),
+    Route("/api/v1/inbox/**", Service.ALERT, "inbox"),
+    Route("/api/v1/announcements/**", Service.ALERT, "announcements"),
 )
 
 _PARAM = re.compile(r"\{[^/{}]+\}")
