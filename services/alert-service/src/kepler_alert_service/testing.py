@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kepler_alert_service.inbox.consumer import INBOX
 from kepler_db import App, Namespace, NamespaceStatus, Notification, PlatformEvent, Role, TokenScope, User
-from kepler_kit.events import Event, drain, publish
+from kepler_kit.events import Event, drain, publish, write_pending
 from kepler_kit.identity import Principal
 from kepler_kit.testing.identities import Minter, make_member, make_user
 
@@ -73,7 +73,7 @@ class Inbox:
         who = self.world[actor] if actor else None
         principal = Principal(user_id=who.id, name=who.email) if who else None
         publish(self.session, event, service="test", actor=principal)
-        await self.session.flush()
+        await write_pending(self.session)
         return int(await self.session.scalar(select(func.max(PlatformEvent.id))) or 0)
 
     async def deliver(self) -> int:
