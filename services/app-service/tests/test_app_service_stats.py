@@ -317,6 +317,7 @@ class TestWindowInput:
             ({"window": "99999999999999999999d"}, "window"),
             ({"window": "367d"}, "window"),
             ({"window": "-7d"}, "window"),
+            ({"window": "7d\n"}, "window"),
             ({"window": ""}, "window"),
             ({"since": "yesterday"}, "since"),
             ({"since": "2026-11-01T00:00:00"}, "since"),  # no time zone: whose midnight?

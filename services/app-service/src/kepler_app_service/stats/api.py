@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
 
 from kepler_app_service.dependencies import AppInPath, NamespaceInPath
 from kepler_app_service.stats import service
-from kepler_app_service.stats.schemas import AppStats, NamespaceStats, Window
+from kepler_app_service.stats.schemas import AppStats, NamespaceStats, StatsWindow
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
 from kepler_kit.errors import NAMESPACE_DENIALS, error_responses
@@ -17,7 +17,7 @@ from kepler_kit.permissions import Action
 
 router = APIRouter(prefix="/api/v1/namespaces/{namespace}")
 DENIED = NAMESPACE_DENIALS
-_LENGTH = re.compile(r"([1-9][0-9]{0,2})([hdw])")
+_LENGTH = re.compile(r"^([1-9][0-9]{0,2})([hdw])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -47,11 +47,11 @@ def _window(
         AwareDatetime | None, Query(description="Start of the window (instead of `window`)")
     ] = None,
     until: Annotated[AwareDatetime | None, Query(description="End of the window (default now)")] = None,
-) -> Window:
+) -> StatsWindow:
     return service.window_of(window, since, until)
 
 
-StatsWindow = Annotated[Window, Depends(_window)]
+WindowInQuery = Annotated[StatsWindow, Depends(_window)]
 
 
 @router.get(
@@ -62,7 +62,7 @@ StatsWindow = Annotated[Window, Depends(_window)]
 )
 async def get_namespace_stats(
     namespace: NamespaceInPath,
-    window: StatsWindow,
+    window: WindowInQuery,
     session: DbSession,
     _: Access = require(Action.namespace_view),
 ) -> NamespaceStats:
@@ -78,7 +78,7 @@ async def get_namespace_stats(
 async def get_app_stats(
     namespace: NamespaceInPath,
     app: AppInPath,
-    window: StatsWindow,
+    window: WindowInQuery,
     session: DbSession,
     _: Access = require(Action.app_view),
 ) -> AppStats:

@@ -59,7 +59,7 @@ class DeliveryMetrics(BaseModel):
     time_to_restore: TimeToRestore
 
 
-class Window(BaseModel):
+class StatsWindow(BaseModel):
     since: datetime = Field(description="Start of the window (included)")
     until: datetime = Field(description="End of the window (excluded)")
     days: float = Field(description="The window's length in days")
@@ -68,7 +68,7 @@ class Window(BaseModel):
 class AppStats(DeliveryMetrics):
     namespace: str
     app: str
-    window: Window
+    window: StatsWindow
 
 
 class AppBreakdown(DeliveryMetrics):
@@ -80,5 +80,5 @@ class NamespaceStats(DeliveryMetrics):
     """The namespace's keys (its apps' deployments pooled), and each app's with outcomes in the window."""
 
     namespace: str
-    window: Window
+    window: StatsWindow
     apps: list[AppBreakdown]

@@ -20,8 +20,8 @@ from kepler_app_service.stats.schemas import (
     DeploymentFrequency,
     LeadTime,
     NamespaceStats,
+    StatsWindow,
     TimeToRestore,
-    Window,
 )
 from kepler_db import models
 from kepler_kit.errors import ValidationFailed
@@ -67,7 +67,7 @@ def _invalid(loc: str, message: str) -> ValidationFailed:
     )
 
 
-def window_of(length: timedelta | None, since: datetime | None, until: datetime | None) -> Window:
+def window_of(length: timedelta | None, since: datetime | None, until: datetime | None) -> StatsWindow:
     """[since, until): `until` defaults to now and `since` to `until` minus `window` (30 days)."""
     if length is not None and since is not None:
         raise _invalid("since", "give either `window` or `since`, not both")
@@ -77,7 +77,7 @@ def window_of(length: timedelta | None, since: datetime | None, until: datetime 
         raise _invalid("since", "must be before `until`")
     if end - start > LONGEST_WINDOW:
         raise _invalid("since", f"the window may be at most {LONGEST_WINDOW.days} days long")
-    return Window(since=start, until=end, days=(end - start) / timedelta(days=1))
+    return StatsWindow(since=start, until=end, days=(end - start) / timedelta(days=1))
 
 
 def _utc(moment: datetime, loc: str) -> datetime:
@@ -138,14 +138,14 @@ def _restore(tally: Tally) -> TimeToRestore:
 
 
 async def app_stats(
-    session: AsyncSession, namespace: models.Namespace, app: models.App, window: Window
+    session: AsyncSession, namespace: models.Namespace, app: models.App, window: StatsWindow
 ) -> AppStats:
     metrics = keys(await repository.app_tally(session, app.id, window.since, window.until), window.days)
     return AppStats(namespace=namespace.name, app=app.name, window=window, **dict(metrics))
 
 
 async def namespace_stats(
-    session: AsyncSession, namespace: models.Namespace, window: Window
+    session: AsyncSession, namespace: models.Namespace, window: StatsWindow
 ) -> NamespaceStats:
     total, *apps = await repository.namespace_tallies(session, namespace.id, window.since, window.until)
     breakdown = [_breakdown(row, window.days) for row in apps]
