@@ -422,3 +422,28 @@ class TestPrometheus:
                 await asyncio.sleep(0.01)
 
         assert refreshed >= started
+
+
+@pytest.mark.usefixtures("web")
+class TestFromTheDeploymentLifecycle:
+    async def test_a_deploy_then_an_automatic_rollback(
+        self, client: httpx.AsyncClient, deployer: Any
+    ) -> None:
+        """What app-service itself publishes is what the keys read: release 1 deploys, release 2
+        crash-loops and is rolled back automatically (that success restores, but is no deployment)."""
+        image = "registry.example.com/team/web"
+        for body in (
+            {"image": f"{image}:1", "progress_deadline_seconds": 86400},
+            {"image": f"{image}-crashloop:2"},
+        ):
+            assert (
+                await client.post("/api/v1/namespaces/team-a/apps/web/deployments", json=body)
+            ).status_code == 201
+            await deployer.run()
+
+        stats = (await client.get(WEB)).json()
+
+        assert stats["deployment_frequency"]["count"] == 1
+        assert (stats["lead_time"]["from_release"], stats["lead_time"]["from_commit"]) == (1, 0)
+        assert stats["change_failure_rate"] == {"ratio": 0.5, "failed": 1, "deployments": 2, "band": "low"}
+        assert (stats["time_to_restore"]["restored"], stats["time_to_restore"]["open"]) == (1, 0)
