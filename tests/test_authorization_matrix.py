@@ -81,6 +81,8 @@ REVIEWED: dict[str, str] = {
     "deletePod": "pod.delete",
     "listKubeEvents": "app.view",
     "importApps": "app.create",
+    "getNamespaceStats": "namespace.view",
+    "getAppStats": "app.view",
     "createCluster": "cluster.manage",
     "listClusters": "cluster.manage",
     "checkCluster": "cluster.manage",

@@ -17,21 +17,26 @@ from kepler_app_service.namespaces.api import router as namespaces
 from kepler_app_service.releases.api import imports_router as imports
 from kepler_app_service.releases.api import router as releases
 from kepler_app_service.settings import AppServiceSettings
+from kepler_app_service.stats.api import router as stats
+from kepler_app_service.stats.export import exporting
 from kepler_kit.health import Check
 from kepler_kit.service_app import create_service_app
 from kepler_kube.registry import ClusterRegistry
 
 # What the service serves (besides health and status); tests walk their request bodies.
-ROUTERS = (namespaces, members, apps, releases, imports, clusters)
+ROUTERS = (namespaces, members, apps, releases, imports, clusters, stats)
 
 
-def _clusters_lifespan(settings: AppServiceSettings) -> Any:
+def _lifespan(settings: AppServiceSettings) -> Any:
+    """The cluster clients, and the delivery metrics' Prometheus export."""
+
     @asynccontextmanager
     async def lifespan(state: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         registry = cluster_registry(settings)
         preload = asyncio.create_task(preload_kubernetes_client(state["sessionmaker"]))
         try:
-            yield {"clusters": registry, "kube_client_loaded": preload}
+            async with exporting(state["sessionmaker"], settings.dora_refresh_seconds):
+                yield {"clusters": registry, "kube_client_loaded": preload}
         finally:
             preload.cancel()
             await registry.close()
@@ -74,5 +79,5 @@ def create_app(settings: AppServiceSettings | None = None) -> FastAPI:
         settings=settings,
         routers=ROUTERS,
         checks=[clusters_check],
-        extra_lifespan=_clusters_lifespan(settings),
+        extra_lifespan=_lifespan(settings),
     )

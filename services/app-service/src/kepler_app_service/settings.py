@@ -33,3 +33,9 @@ class AppServiceSettings(KeplerSettings):
         le=300,
         description="Each watch request's server-side timeout (a deployment heartbeats after each)",
     )
+    dora_refresh_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="How often /metrics' delivery metrics (DORA's four keys) are recomputed; 0: never",
+    )
