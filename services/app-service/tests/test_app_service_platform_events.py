@@ -64,6 +64,8 @@ class TestDeployments:
             ("deployment.requested", 1, True),
             ("deployment.succeeded", 1, True),
         ]
+        restored = (await logged(session, "deployment.succeeded"))[-1]
+        assert restored.data["rollback"], "release 1 is older than the app's newest: not a new change"
         rolled_back = (await logged(session, "deployment.rolled_back"))[0]
         assert rolled_back.data["to_release"] == 1
         assert rolled_back.data["reason"] in ("CrashLoop", "ProgressDeadlineExceeded")

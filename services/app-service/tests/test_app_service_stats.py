@@ -80,12 +80,13 @@ class Log:
         created: datetime | None = None,
         committed: datetime | None = None,
         automatic: bool = False,
+        rollback: bool = False,
         deployment: uuid.UUID | None = None,
     ) -> uuid.UUID:
         deployment = deployment or uuid.uuid4()
         event = kind(
             **{"namespace_id": self.namespace.id, "app_id": self.app_id, "deployment_id": deployment},
-            **{"release": 1, "automatic": automatic, "requested_at": at - M},
+            **{"release": 1, "automatic": automatic, "rollback": rollback, "requested_at": at - M},
             **{"release_created_at": created or at - D, "committed_at": committed},
         )
         self.session.add(self.row(event, at))
@@ -191,6 +192,18 @@ class TestAppStats:
         assert stats["lead_time"]["p90_seconds"] == pytest.approx(6840)
         assert stats["time_to_restore"]["restored"] == 1
         assert stats["time_to_restore"]["median_seconds"] == 7200
+
+    async def test_a_rollback_by_a_person_is_a_deployment_without_a_lead_time(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        """Redeploying an older release changes nothing new: it counts as a deployment, and its release's
+        age (30 d here) is not a lead time."""
+        web = Log(session, await namespace_named(session, "team-a"), await app_named(session, "web"))
+        web.add(DeploymentSucceeded, T - 30 * M, created=T - 30 * D, rollback=True)
+        await session.flush()
+        stats = (await client.get(WEB, params=WEEK)).json()
+        assert stats["deployment_frequency"]["count"] == 4
+        assert stats["lead_time"]["from_release"] + stats["lead_time"]["from_commit"] == 3
 
     async def test_a_window_leaves_out_what_happened_before_it(self, client: httpx.AsyncClient) -> None:
         """Going back to T − 10 d brings W0 in (a fourth deployment, lead 1 d as the script's default

@@ -65,6 +65,9 @@ class DeploymentOutcome(DeploymentEvent):
     requested_at: datetime
     release_created_at: datetime
     committed_at: datetime | None = Field(None, description="The source commit's time, for a built release")
+    rollback: bool = Field(
+        False, description="It ran a release older than the app's newest: a rollback, not a new change"
+    )
     reason: str | None = None
     message: str | None = None
 

@@ -3,6 +3,7 @@ times delivery metrics are computed from. Called by `lifecycle` only, in the mov
 
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kepler_app_service.events import Subject, about_app, emit
@@ -63,7 +64,11 @@ async def moved(
     elif status in _ENDED:
         emit(session, who, _ENDED[status](**subject, **common))
     else:
-        emit(session, None, _outcome(deployment, release, subject, to_release))
+        newest = await session.scalar(
+            select(func.max(models.Release.number)).where(models.Release.app_id == deployment.app_id)
+        )
+        rollback = newest is not None and release.number < newest
+        emit(session, None, _outcome(deployment, release, subject, to_release, rollback))
 
 
 _ENDED: dict[DeploymentStatus, type[kinds.DeploymentEvent]] = {
@@ -73,7 +78,7 @@ _ENDED: dict[DeploymentStatus, type[kinds.DeploymentEvent]] = {
 
 
 def _outcome(
-    deployment: Deployment, release: models.Release, subject: Subject, to_release: int | None
+    deployment: Deployment, release: models.Release, subject: Subject, to_release: int | None, rollback: bool
 ) -> kinds.DeploymentOutcome:
     extra = {"to_release": to_release} if deployment.status is DeploymentStatus.rolled_back else {}
     return _OUTCOMES[deployment.status](
@@ -84,6 +89,7 @@ def _outcome(
         requested_at=deployment.created_at,
         release_created_at=release.created_at,
         committed_at=_committed_at(release),
+        rollback=rollback,
         reason=deployment.reason,
         message=deployment.message,
         **extra,

@@ -27,15 +27,17 @@ VERSION = DeploymentOutcome.version  # a newer publisher's outcomes may mean som
 
 # The total of the scope (a namespace, an app, the whole platform) first, then each app of it with outcomes
 # in the window. `measured`: one row per deployment with an outcome in [since, until), with its
-# lead time (a person's successful deployment: deployed − commit time, else − release creation; a commit
-# clock ahead of ours counts as 0) and, for a person's failed deployment, the time until the app's next
-# success before `until` (any success, an automatic rollback's included: that is what restored the app).
+# lead time (a person's successful deployment of a new change, not a rollback to an older release:
+# deployed − commit time, else − release creation; a commit clock ahead of ours counts as 0) and, for a
+# person's failed deployment, the time until the app's next success before `until` (any success, an
+# automatic rollback's included: that is what restored the app).
 def _tallies(scope: str) -> str:
     return f"""
 WITH outcomes AS (
     SELECT DISTINCT ON (e.data->>'deployment_id')
            e.namespace_id, e.namespace, e.app_id, e.app, e.kind, e.occurred_at,
            coalesce((e.data->>'automatic')::boolean, false) AS automatic,
+           coalesce((e.data->>'rollback')::boolean, false) AS rollback,
            (e.data->>'committed_at')::timestamptz AS committed_at,
            (e.data->>'release_created_at')::timestamptz AS release_created_at
     FROM platform_events e
@@ -47,8 +49,10 @@ WITH outcomes AS (
 ), measured AS (
     SELECT o.*,
            o.kind <> :succeeded AND NOT o.automatic AS failure,
-           CASE WHEN o.kind = :succeeded AND NOT o.automatic THEN greatest(0, extract(epoch FROM
-               o.occurred_at - coalesce(o.committed_at, o.release_created_at))::float8) END AS lead,
+           CASE WHEN o.kind = :succeeded AND NOT o.automatic AND NOT o.rollback
+               THEN greatest(0, extract(epoch FROM
+                   o.occurred_at - coalesce(o.committed_at, o.release_created_at))::float8)
+           END AS lead,
            extract(epoch FROM r.restored_at - o.occurred_at)::float8 AS restore
     FROM outcomes o
     LEFT JOIN LATERAL (

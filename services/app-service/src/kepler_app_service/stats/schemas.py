@@ -22,7 +22,8 @@ class DeploymentFrequency(BaseModel):
 
 
 class LeadTime(BaseModel):
-    """Deployed (the success) minus the commit's time for a built release, else the release's creation."""
+    """Deployed (the success) minus the commit's time for a built release, else the release's creation.
+    Rollbacks to an older release are deployments but not changes: they have no lead time."""
 
     median_seconds: float | None
     p90_seconds: float | None
