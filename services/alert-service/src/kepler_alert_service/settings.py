@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kepler_kit.settings import KeplerSettings
@@ -10,3 +11,4 @@ class AlertServiceSettings(KeplerSettings):
 
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
+    event_retention_days: int = Field(90, ge=1, description="How long the platform event log keeps events")
