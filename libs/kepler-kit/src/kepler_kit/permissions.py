@@ -24,6 +24,7 @@ class Action(enum.StrEnum):
     audit_view_all = "audit.view_all"
     user_manage = "user.manage"
     cluster_manage = "cluster.manage"
+    event_view = "event.view"
     # namespace level
 
     namespace_view = "namespace.view"
@@ -79,6 +80,9 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.audit_view_all: Rule("admin", _R),
     Action.user_manage: Rule("admin", _A),
     Action.cluster_manage: Rule("admin", _A),
+    # The activity feed: anyone signed in; what each caller sees is narrowed per event (alert-service's
+    # visibility: their namespaces, a confined token's one namespace, platform announcements).
+    Action.event_view: Rule("authenticated", _R, within_token_namespace=True),
     Action.namespace_view: Rule(Role.viewer, _R),
     Action.namespace_update: Rule(Role.owner, _A),
     Action.namespace_delete: Rule(Role.owner, _A),

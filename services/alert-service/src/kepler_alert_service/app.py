@@ -2,6 +2,8 @@
 
 from fastapi import FastAPI
 
+from kepler_alert_service.feed.api import router as feed
+from kepler_alert_service.feed.tail import tail_lifespan
 from kepler_alert_service.settings import AlertServiceSettings
 from kepler_kit.contracts import Service
 from kepler_kit.health import configured_url_check
@@ -17,9 +19,10 @@ def create_app(settings: AlertServiceSettings | None = None) -> FastAPI:
         title="Kepler alert-service",
         description="Prometheus rules, Alertmanager intake, silences and notification channels.",
         settings=settings,
-        routers=[],
+        routers=[feed],
         checks=[
             configured_url_check("prometheus", settings.prometheus_url, "metrics and alert rules"),
             configured_url_check("alertmanager", settings.alertmanager_url, "silences"),
         ],
+        extra_lifespan=tail_lifespan(settings),
     )
