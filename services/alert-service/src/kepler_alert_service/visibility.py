@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from kepler_db import Membership, PlatformEvent
-from kepler_kit.access import AccessControl, authorize
+from kepler_db import Membership, PlatformEvent, User
+from kepler_kit.access import authorize
 from kepler_kit.errors import Unauthorized
 from kepler_kit.events import StoredEvent
 from kepler_kit.identity import Principal
@@ -65,27 +65,19 @@ class Visibility:
         return or_(member, platform_wide)
 
 
-async def _namespace_ids(session: AsyncSession, user_id: uuid.UUID) -> frozenset[uuid.UUID]:
-    rows = await session.scalars(select(Membership.namespace_id).where(Membership.user_id == user_id))
-    return frozenset(rows.all())
-
-
-async def visibility_of(
-    principal: Principal, access: AccessControl, sessionmaker: async_sessionmaker[AsyncSession]
-) -> Visibility:
-    """What `principal` sees now: admin status and activity are the live ones (not the token's)."""
+async def visibility_of(session: AsyncSession, principal: Principal) -> Visibility:
+    """What `principal` sees now: admin status and activity are read live (not taken from the token)."""
     user_id = principal.user_id
     if user_id is None:  # the route's `require` refused anonymous callers: never reached
         raise Unauthorized("Sign in, or send an access or API token.")
-    user = await access.user(user_id)
-    async with sessionmaker() as session:
-        namespace_ids = await _namespace_ids(session, user_id)
+    user = await session.get(User, user_id)
+    rows = await session.scalars(select(Membership.namespace_id).where(Membership.user_id == user_id))
     return Visibility(
         user_id=user_id,
         is_admin=user is not None and user.is_admin,
-        namespace_ids=namespace_ids,
+        namespace_ids=frozenset(rows.all()),
         token_namespace=principal.token_namespace,
-        active=user is not None and user.active,
+        active=user is not None and user.disabled_at is None,
     )
 
 

@@ -38,6 +38,7 @@ DOMAIN_TAGS: dict[str, str] = {
     "users": "Platform users, for administrators.",
     "audit": "Who did what, when, and with which outcome.",
     "clusters": "The Kubernetes clusters Kepler deploys to, for administrators.",
+    "events": "The activity feed: what happened on the platform, listed and followed live (SSE).",
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _REF_PREFIX = "#/components/"

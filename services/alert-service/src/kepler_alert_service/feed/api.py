@@ -12,7 +12,7 @@ from kepler_alert_service.feed.schemas import EventStreamResponse, FeedPage, str
 from kepler_alert_service.feed.stream import Follower, Resume
 from kepler_alert_service.feed.tail import Tail
 from kepler_alert_service.settings import AlertServiceSettings
-from kepler_alert_service.visibility import Viewer, Visibility, check_namespace_filter, visibility_of
+from kepler_alert_service.visibility import Viewer, check_namespace_filter, visibility_of
 from kepler_kit.access import Access, require
 from kepler_kit.db import DbSession
 from kepler_kit.errors import NAMESPACE_DENIALS, ValidationFailed, error_responses
@@ -54,22 +54,16 @@ async def _filter(
 Filter = Annotated[FeedFilter, Depends(_filter)]
 
 
-async def _visibility(request: Request, access: Access) -> Visibility:
-    state = request.state
-    return await visibility_of(access.principal, state.access_control, state.sessionmaker)
-
-
 @router.get(
     "", responses=ERRORS, summary="The activity feed: the platform's events you may see, newest first"
 )
 async def list_events(
-    request: Request,
     session: DbSession,
     page: PageParams,
     wanted: Filter,
     access: Access = require(Action.event_view),
 ) -> FeedPage:
-    visibility = await _visibility(request, access)
+    visibility = await visibility_of(session, access.principal)
     return await service.list_events(session, visibility, wanted, page)
 
 
@@ -92,10 +86,10 @@ async def follow_events(
     had), starts there too and says so first with a `reset` event, so an `EventSource` (which cannot read
     an error's body, and would stop reconnecting) carries on, and the client knows to reload the list."""
     settings: AlertServiceSettings = request.state.settings
-    first = await _visibility(request, access)
-    viewer = Viewer(lambda: _visibility(request, access), first, settings.feed_visibility_ttl_seconds)
-    resume = await _resume(session, last_event_id)
     tail: Tail = request.state.feed_tail
+    first = await visibility_of(session, access.principal)
+    viewer = Viewer(tail.reader(visibility_of, access.principal), first, settings.feed_visibility_ttl_seconds)
+    resume = await _resume(session, last_event_id)
     follower = Follower(tail, viewer, wanted, settings.feed_keepalive_seconds)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return EventStreamResponse(follower.frames(resume), headers=headers)

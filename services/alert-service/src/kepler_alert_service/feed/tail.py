@@ -15,9 +15,9 @@ with `Last-Event-ID` and loses nothing.
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,6 +28,8 @@ from kepler_kit.events.wakeups import Wakeups
 from kepler_kit.logging import get_logger
 
 log = get_logger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 BATCH = 500
 
 
@@ -82,6 +84,7 @@ class Tail:
         self._subscriptions: set[Subscription] = set()
         self.position = START
         self.started = asyncio.Event()
+        self.reads = 0  # reads of the log so far: a test waits for one to have happened
 
     @property
     def followers(self) -> int:
@@ -107,7 +110,9 @@ class Tail:
 
     async def _read(self) -> Batch:
         async with self._sessionmaker() as session:
-            return await read_after(session, self.position, limit=BATCH)
+            batch = await read_after(session, self.position, limit=BATCH)
+        self.reads += 1
+        return batch
 
     async def _retrying(self, step: Callable[[], Any]) -> Any:
         """A database outage delays the feed; it does not end it (the position is kept meanwhile)."""
@@ -150,6 +155,16 @@ class Tail:
             if len(events) < len(batch.events) or not batch.full:
                 return
             after = batch.end
+
+    def reader(self, read: Callable[[AsyncSession, T], Awaitable[R]], arg: T) -> Callable[[], Awaitable[R]]:
+        """`read(session, arg)` as a follower calls it later, in a session of the tail's: a follower
+        holds no session of its request while it streams."""
+
+        async def run() -> R:
+            async with self._sessionmaker() as session:
+                return await read(session, arg)
+
+        return run
 
     async def head(self) -> Position:
         """Where a follower that asked for nothing older starts: the log's end, now."""
