@@ -84,7 +84,7 @@ class Tail:
         self._subscriptions: set[Subscription] = set()
         self.position = START
         self.started = asyncio.Event()
-        self.reads = 0  # reads of the log so far: a test waits for one to have happened
+        self.reads = 0  # reads of the log fanned out so far: a test waits for one to have happened
 
     @property
     def followers(self) -> int:
@@ -98,6 +98,7 @@ class Tail:
         while True:
             batch = await self._retrying(self._read)
             self._fan_out(batch)
+            self.reads += 1
             if batch.full:
                 continue
             held = held + 1 if batch.held_back else 0
@@ -110,9 +111,7 @@ class Tail:
 
     async def _read(self) -> Batch:
         async with self._sessionmaker() as session:
-            batch = await read_after(session, self.position, limit=BATCH)
-        self.reads += 1
-        return batch
+            return await read_after(session, self.position, limit=BATCH)
 
     async def _retrying(self, step: Callable[[], Any]) -> Any:
         """A database outage delays the feed; it does not end it (the position is kept meanwhile)."""

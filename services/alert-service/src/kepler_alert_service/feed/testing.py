@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kepler_alert_service.feed.tail import Tail
 from kepler_db import Namespace, NamespaceStatus, PlatformEvent, Role, TokenScope, User
 from kepler_kit.events import Event, Position, publish
+from kepler_kit.events.kinds import AlertFiring, AnnouncementPublished, AppScaled
 from kepler_kit.identity import Principal
 from kepler_kit.testing.identities import Minter, make_member, make_user
 
@@ -55,10 +56,10 @@ class Feed:
     session: AsyncSession
     principal: Principal = field(default_factory=lambda: Principal(uuid.uuid4(), "dev@example.com"))
 
-    async def publish(self, *events: Event) -> list[int]:
+    async def publish(self, *events: Event, actor: Principal | None = None) -> list[int]:
         """Publishes `events` as app-service would, returning their ids (in order)."""
         for event in events:
-            publish(self.session, event, service="app-service", actor=self.principal)
+            publish(self.session, event, service="app-service", actor=actor or self.principal)
         await self.session.flush()
         return await self.newest(len(events))
 
@@ -188,3 +189,22 @@ def parse(lines: list[str]) -> Frame:
         return Frame(None, None, None)
     fields = {name: value.strip() for name, _, value in (line.partition(":") for line in lines)}
     return Frame(fields.get("id") or None, fields.get("event"), json.loads(fields.get("data", "null")))
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+def scaled(world: World, namespace: str, replicas: int, app: str = "web") -> AppScaled:
+    """An app's event in `namespace` (told apart by `replicas`)."""
+    namespace_id = world.namespaces[namespace]
+    return AppScaled(namespace_id=namespace_id, namespace=namespace, app=app, replicas=replicas, before=None)
+
+
+def announcement(title: str = "Maintenance tonight") -> AnnouncementPublished:
+    """Platform-wide: for everyone signed in."""
+    return AnnouncementPublished(announcement_id=uuid.uuid4(), title=title, severity="info")
+
+
+def platform_alert() -> AlertFiring:
+    """Names no namespace and is no announcement: for admins only."""
+    return AlertFiring(alert="EtcdSlow", fingerprint="f00d", severity="warning")
