@@ -114,10 +114,7 @@ class World:
         if caller.user is None:
             return {}
         user = self.users[caller.user]
-        token_id = uuid.uuid4() if caller.scope or caller.token_namespace else None
-        return self.minter.identity(
-            user, SERVICE, scope=caller.scope, namespace=caller.token_namespace, token_id=token_id
-        )
+        return self.minter.identity(user, SERVICE, scope=caller.scope, namespace=caller.token_namespace)
 
 
 async def build_world(session: AsyncSession, minter: Minter) -> World:
