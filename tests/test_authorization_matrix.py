@@ -6,7 +6,7 @@ that declares one but does not enforce it fails the matrix.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -227,7 +227,7 @@ async def stream_status(app: ASGIApp, url: str, headers: dict[str, str]) -> tupl
         await done
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal body
         if message["type"] == "http.response.start":
             statuses.append(message["status"])

@@ -84,7 +84,7 @@ class Tail:
         self._subscriptions: set[Subscription] = set()
         self.position = START
         self.started = asyncio.Event()
-        self.reads = 0  # reads of the log fanned out so far: a test waits for one to have happened
+        self._read_ended = asyncio.Event()  # set (and replaced) as each read has been fanned out
 
     @property
     def followers(self) -> int:
@@ -98,7 +98,8 @@ class Tail:
         while True:
             batch = await self._retrying(self._read)
             self._fan_out(batch)
-            self.reads += 1
+            self._read_ended.set()
+            self._read_ended = asyncio.Event()
             if batch.full:
                 continue
             held = held + 1 if batch.held_back else 0
@@ -138,6 +139,11 @@ class Tail:
         subscription = Subscription(wants, self._queue_size)
         self._subscriptions.add(subscription)
         return subscription, self.position
+
+    async def read_ended(self) -> None:
+        """Returns once the read of the log under way (or the next) has been fanned out; after two, every
+        event committed before the call has reached the queues."""
+        await self._read_ended.wait()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)

@@ -69,9 +69,8 @@ class Feed:
 
     async def caught_up(self) -> Position:
         """Waits until the tail has read everything published so far; returns its position."""
-        reads = self.tail.reads
-        while self.tail.reads < reads + 2:  # a read that began after the last publish has ended
-            await asyncio.sleep(0.01)
+        await self.tail.read_ended()
+        await self.tail.read_ended()  # one that began after the last publish
         return self.tail.position
 
 
