@@ -181,3 +181,18 @@ class TestLiveVisibility:
             await feed.publish(MemberRemoved(**namespace, **removed), scaled(world, "team-a", 2))
             await feed.caught_up()
             assert await reader.until_idle() == []
+
+
+class TestFanOut:
+    async def test_one_read_of_the_log_reaches_every_follower(self, feed: Feed, world: World) -> None:
+        """Followers do not read the log themselves: each read of the tail lands in every queue, so 200
+        followers cost the database what one does."""
+        subscriptions = [(await feed.tail.subscribe(lambda _: True))[0] for _ in range(200)]
+        published = await feed.publish(scaled(world, "team-a", 1))
+        await feed.caught_up()
+
+        received = [[event.id for event in await subscription.take(0)] for subscription in subscriptions]
+        for subscription in subscriptions:
+            feed.tail.unsubscribe(subscription)
+
+        assert received == [published] * 200
