@@ -82,9 +82,10 @@ async def follow_events(
     ] = None,
     access: Access = require(Action.event_view),
 ) -> EventStreamResponse:
-    """Without `Last-Event-ID`, starts at the newest event. With one the log no longer keeps (or never
-    had), starts there too and says so first with a `reset` event, so an `EventSource` (which cannot read
-    an error's body, and would stop reconnecting) carries on, and the client knows to reload the list."""
+    """Without `Last-Event-ID`, starts after the newest event. With an id the log no longer keeps (or
+    never had), starts there as well, and says so first with a `reset` event rather than an error: an
+    `EventSource` cannot read an error's body and stops reconnecting on one; told `reset`, the client
+    reloads the list and carries on."""
     settings: AlertServiceSettings = request.state.settings
     tail: Tail = request.state.feed_tail
     first = await visibility_of(session, access.principal)
