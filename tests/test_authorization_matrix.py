@@ -4,8 +4,10 @@ A new route without a declared permission fails `test_every_operation_declares_a
 that declares one but does not enforce it fails the matrix.
 """
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from arq.connections import ArqRedis
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp
 
 from kepler_alert_service.app import create_app as alert_app
 from kepler_alert_service.settings import AlertServiceSettings
@@ -30,7 +33,7 @@ from kepler_gateway.testing import gateway_client
 from kepler_kit.crypto import token_digest
 from kepler_kit.permissions import PERMISSIONS, ROLE_RANK, SCOPE_RANK, Action
 from kepler_kit.testing.identities import TEST_SECRET, Minter, make_member, make_user
-from kepler_kit.testing.services import service_client
+from kepler_kit.testing.services import WithState, service_client
 from kepler_terminal_service.app import create_app as terminal_app
 from kepler_terminal_service.settings import TerminalServiceSettings
 
@@ -101,6 +104,8 @@ REVIEWED: dict[str, str] = {
     "listAnnouncements": "announcement.view",
     "getAnnouncement": "announcement.view",
     "withdrawAnnouncement": "announcement.withdraw",
+    "listEvents": "event.view",
+    "followEvents": "event.view",
 }
 
 
@@ -211,17 +216,95 @@ async def world(session: AsyncSession) -> World:
     return world
 
 
+EVENT_STREAM = "text/event-stream"
+
+
+@dataclass
+class Served:
+    name: str
+    app: FastAPI
+    client: httpx.AsyncClient
+    state: dict[str, Any]  # the lifespan state its requests get (for streams, called without httpx)
+
+    async def call(
+        self, method: str, url: str, operation: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, str]:
+        """The status and body; of a stream that started, the status only."""
+        body: dict[str, Any] | None = {} if method in ("post", "put", "patch") else None
+        if EVENT_STREAM in operation["responses"].get("200", {}).get("content", {}):
+            return await stream_status(WithState(self.app, self.state), url, headers)
+        params = namespace_query(operation["x-kepler-permission"], operation)
+        response = await self.client.request(method, url, json=body, params=params, headers=headers)
+        return response.status_code, response.text
+
+
+async def stream_status(app: ASGIApp, url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """A GET that may start an endless stream (httpx's ASGI transport would wait for its end): the
+    client leaves once a 200 has started, and reads the whole body of anything else."""
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    sent_request = False
+    body = b""
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal body
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+            if message["status"] == 200:
+                done.set_result(200)
+        elif message["type"] == "http.response.body" and statuses[0] != 200:
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                done.set_result(statuses[0])
+
+    path, _, query = url.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [
+            (b"host", b"testserver"),
+            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+        ],
+        "client": ("127.0.0.1", 123),
+        "server": ("testserver", 80),
+        "root_path": "",
+    }
+    await app(scope, receive, send)
+    return done.result(), body.decode(errors="replace")
+
+
 @pytest.fixture(params=list(SERVICES))
 async def service(
     request: pytest.FixtureRequest,
     settings_overrides: dict[str, Any],
     sessionmaker: async_sessionmaker[AsyncSession],
     arq: ArqRedis,
-) -> AsyncIterator[tuple[str, FastAPI, httpx.AsyncClient]]:
+) -> AsyncIterator[Served]:
     name: str = request.param
     app = SERVICES[name](settings_overrides)
-    async with service_client(app, sessionmaker=sessionmaker, arq=arq) as client:
-        yield name, app, client
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def keep_state(final: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        state.update(final)
+        yield {}
+
+    async with service_client(app, sessionmaker=sessionmaker, arq=arq, extra=keep_state) as client:
+        yield Served(name, app, client, state)
 
 
 def test_every_operation_declares_the_reviewed_permission(settings_overrides: dict[str, Any]) -> None:
@@ -234,33 +317,21 @@ def test_every_operation_declares_the_reviewed_permission(settings_overrides: di
 
 
 async def test_authorization_matrix(
-    service: tuple[str, FastAPI, httpx.AsyncClient],
+    service: Served,
     world: World,
     minter: Minter,
     db_connection: AsyncConnection,
 ) -> None:
-    name, app, client = service
     failures: list[str] = []
-    for method, path, operation in operations(app):
+    for method, path, operation in operations(service.app):
         for caller in CALLERS:
             savepoint = await db_connection.begin_nested()  # each call sees the same world
             url = concrete(path, world.users["viewer"].id)
-            body: dict[str, Any] | None = {} if method in ("post", "put", "patch") else None
-
-            action = operation["x-kepler-permission"]
-            response = await client.request(
-                method,
-                url,
-                json=body,
-                params=namespace_query(action, operation),
-                headers=world.headers(minter, caller, name),
-            )
+            headers = world.headers(minter, caller, service.name)
+            got, text = await service.call(method, url, operation, headers)
             await savepoint.rollback()
-            want = expected(action, caller)
-            got = response.status_code
-            denied = got in (401, 403) or (
-                got == 404 and "does not exist" in response.text and "Namespace" in response.text
-            )
+            want = expected(operation["x-kepler-permission"], caller)
+            denied = got in (401, 403) or (got == 404 and "does not exist" in text and "Namespace" in text)
             if (want is None and denied) or (want is not None and got != want):
                 failures.append(
                     f"{method.upper()} {path} as {caller.label}: want {want or 'allowed'}, got {got}"

@@ -29,6 +29,7 @@ class Action(enum.StrEnum):
     announcement_view = "announcement.view"
     # any caller may ask; the service decides `announcement_manage` in the announcement's own scope
     announcement_withdraw = "announcement.withdraw"
+    event_view = "event.view"
     # namespace level
 
     namespace_view = "namespace.view"
@@ -90,6 +91,9 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.inbox_manage: Rule("authenticated", _W),
     Action.announcement_view: Rule("authenticated", _R),
     Action.announcement_withdraw: Rule("authenticated", _A),
+    # The activity feed: anyone signed in; what each caller sees is narrowed per event (alert-service's
+    # visibility: their namespaces, a confined token's one namespace, platform announcements).
+    Action.event_view: Rule("authenticated", _R, within_token_namespace=True),
     Action.namespace_view: Rule(Role.viewer, _R),
     Action.namespace_update: Rule(Role.owner, _A),
     Action.namespace_delete: Rule(Role.owner, _A),

@@ -40,6 +40,7 @@ DOMAIN_TAGS: dict[str, str] = {
     "clusters": "The Kubernetes clusters Kepler deploys to, for administrators.",
     "inbox": "Your notifications (events of the namespaces you answer for, and those you follow) and rules.",
     "announcements": "Messages from platform admins to everyone, or from namespace owners to their members.",
+    "events": "The activity feed: what happened on the platform, listed and followed live (SSE).",
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _REF_PREFIX = "#/components/"

@@ -33,6 +33,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/webhooks/github", Service.BUILD, "webhooks"),
     Route("/api/v1/webhooks/jenkins", Service.BUILD, "webhooks"),
     Route("/api/v1/webhooks/alertmanager", Service.ALERT, "webhooks"),
+    Route("/api/v1/events/**", Service.ALERT, "events"),
     Route(f"{_POD}/exec", Service.TERMINAL, "terminal"),
     Route(f"{_POD}/logs", Service.TERMINAL, "terminal"),
     Route(f"{_APP}/logs", Service.TERMINAL, "terminal"),
